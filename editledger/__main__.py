@@ -1,0 +1,5 @@
+import sys
+
+from editledger.cli import main
+
+sys.exit(main())
