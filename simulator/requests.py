@@ -79,6 +79,12 @@ class EditRequest:
                    case_id=d.get("case_id"))
 
 
+# The probe suite names of the module docstring, in that order (added by the streams engineer so
+# that stream files can be validated against them).
+PROBE_SUITES = ("rewrite", "paraphrase", "neighborhood", "attribute", "distract", "portability_sr",
+                "portability_rr", "portability_oh", "multihop", "conflict", "tied_fact", "round",
+                "other_task")
+
 STREAM_KINDS = ("sequential", "round", "reverse_conflict", "composite_conflict", "multihop", "batch")
 
 
