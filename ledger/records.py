@@ -27,3 +27,5 @@ class DeltaInput:
     rank: int | None = None
     norm: float = 0.0          # Frobenius norm of the delta, float64
     meta: dict[str, Any] = field(default_factory=dict)
+    artifact: str | None = None  # digest of an artifact already in the store: reuse it, ``tensors`` unused
+                                 # (a revert re-applies later deltas without reading or rewriting them)
