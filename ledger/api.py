@@ -1,0 +1,581 @@
+"""The ``Ledger``: the one API the simulator, the audit, the CLI and the TUI use to read and write
+the record of edits.
+
+A step is one transaction: every artifact it references is written first (atomic, fsync'd,
+content-addressed), then one database transaction inserts the version, its edit requests, deltas
+and probes and moves the run's head. A crash in between leaves at most an orphan artifact, which
+``fsck`` lists. Row objects returned are the SQLModel classes of ``ledger.schema``, detached from
+any session: read them, do not modify them.
+
+No torch at import time: it is imported inside the functions that write or read tensors.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ledger import migrate
+from ledger.artifacts import META_PREFIX, TMP_PREFIX, ArtifactCorrupt, ArtifactMissing, ArtifactStore
+from ledger.engine import make_engine, resolve, sqlite_path
+from ledger.errors import InputError, IntegrityError, UserError
+from ledger.records import DeltaInput, ProbeRecord
+from ledger.schema import (
+    DELTA_KINDS, PROBE_AGAINST, RUN_STATUSES, VERSION_KINDS, ArtifactRow, AuditFindingRow,
+    BaseModelRow, DeltaRow, EditRequestRow, ProbeResultRow, RunRow, StatsCacheRow, VersionRow, utcnow,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+REQUEST_KEYS = ("subject", "prompt", "target_new", "target_old", "relation", "case_id")
+EFFICACY = ("rewrite", "efficacy_top1")   # (suite, metric) the timeline shows as "efficacy"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    id: int
+    name: str | None
+    base_model_id: int
+    model_name: str
+    method: str
+    stream_name: str
+    stream_kind: str
+    status: str
+    steps: int                     # highest step recorded
+    head_version_id: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    version_id: int
+    parent_id: int | None
+    step: int
+    kind: str                      # base / edit / revert / reset / branch
+    n_requests: int
+    subject: str | None            # first request of the step (a batch step has n_requests)
+    target_old: str | None
+    target_new: str | None
+    group: str | None
+    role: str | None
+    efficacy: float | None         # EFFICACY probe value if recorded (against "none" preferred)
+    wall_time_s: float
+    note: str | None
+    created_at: datetime
+
+
+@dataclass
+class FsckReport:
+    checked: int = 0                                        # artifact files hashed
+    orphans: list[str] = field(default_factory=list)        # files no row references
+    missing: list[str] = field(default_factory=list)        # rows whose file is absent
+    corrupt: list[str] = field(default_factory=list)        # files whose bytes do not hash to their name
+    temp_files: list[str] = field(default_factory=list)     # leftovers of interrupted writes
+    unreferenced_rows: list[str] = field(default_factory=list)  # artifact rows no delta/stats row uses
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing referenced is missing or corrupt (orphans are harmless)."""
+        return not (self.missing or self.corrupt)
+
+
+def _jsonable(x: Any, what: str) -> Any:
+    try:
+        json.dumps(x, allow_nan=True)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{what} is not JSON-serialisable ({e}); pass plain dicts, lists, numbers and strings") from None
+    return x
+
+
+class Ledger:
+    """Open with ``Ledger.open(db)``; use as a context manager or call ``close()``."""
+
+    def __init__(self, url: str, home: Path, engine: sa.Engine):
+        self.url = url
+        self.home = Path(home)
+        self.engine = engine
+        self.store = ArtifactStore(self.home / "artifacts")
+
+    # ------------------------------------------------------------------ open / close
+    @classmethod
+    def open(cls, db: str | None = None, *, create: bool = True) -> "Ledger":
+        """Resolve ``db`` (see ``ledger.resolve``) and check the schema. A ledger that does not
+        exist yet is created at head when ``create``; one that is behind or ahead raises SchemaError."""
+        url, home = resolve(db)
+        path = sqlite_path(url)
+        if path is not None and not path.exists():
+            if not create:
+                raise InputError(f"no ledger at {path}: run a replay, or `editledger --db {path} db upgrade` "
+                                 "to create an empty one (or check --db / EDITLEDGER_DB / EDITLEDGER_HOME)")
+            migrate.upgrade(url)
+        else:
+            rev, has_tables = migrate.current_revision(url)
+            if rev is None and not has_tables and create:
+                migrate.upgrade(url)   # an empty database (e.g. a fresh PostgreSQL database)
+            else:
+                migrate.check(url)
+        return cls(url, home, make_engine(url))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _get(s: Session, cls, key, what: str):
+        row = s.get(cls, key)
+        if row is None:
+            raise InputError(f"{what} {key} does not exist in this ledger; list runs with `editledger report` "
+                             "or check --db")
+        return row
+
+    def _write_artifact(self, tensors: dict[str, "torch.Tensor"], kind: str, meta: dict[str, Any]) -> tuple[str, int]:
+        meta = {f"{META_PREFIX}{k}": v for k, v in meta.items() if v is not None}
+        meta[f"{META_PREFIX}artifact_kind"] = kind
+        return self.store.write(tensors, meta)
+
+    @staticmethod
+    def _ensure_artifact_row(s: Session, digest: str, kind: str, size: int) -> None:
+        if s.get(ArtifactRow, digest) is None:
+            s.add(ArtifactRow(digest=digest, kind=kind, size_bytes=size, created_at=utcnow()))
+            s.flush()
+
+    # ------------------------------------------------------------------ base models
+    def register_base_model(self, name: str, source: str, fingerprint: str, config: dict,
+                            tensor_fingerprints: dict[str, str] | None = None) -> BaseModelRow:
+        """Idempotent on ``fingerprint``: returns the existing row when the model is known.
+        Also creates the model's one base version (step 0, no run, no parent)."""
+        _jsonable(config, "the model config")
+        with self._session() as s, s.begin():
+            row = s.execute(sa.select(BaseModelRow).where(BaseModelRow.fingerprint == fingerprint)).scalar_one_or_none()
+            if row is not None:
+                return row
+            row = BaseModelRow(name=name, source=source, fingerprint=fingerprint, config=config,
+                               created_at=utcnow())
+            s.add(row)
+            s.flush()
+            s.add(VersionRow(base_model_id=row.id, run_id=None, parent_id=None, step=0, kind="base",
+                             tensor_fingerprints=dict(tensor_fingerprints or {}), n_requests=0,
+                             diagnostics={}, stats_used=[], wall_time_s=0.0, note=None, created_at=utcnow()))
+        return row
+
+    def base_models(self) -> list[BaseModelRow]:
+        with self._session() as s:
+            return list(s.execute(sa.select(BaseModelRow).order_by(BaseModelRow.id)).scalars())
+
+    def base_model(self, base_model_id: int) -> BaseModelRow:
+        with self._session() as s:
+            return self._get(s, BaseModelRow, base_model_id, "base model")
+
+    def base_version(self, base_model_id: int) -> VersionRow:
+        with self._session() as s:
+            row = s.execute(sa.select(VersionRow).where(VersionRow.base_model_id == base_model_id,
+                                                        VersionRow.kind == "base")).scalar_one_or_none()
+            if row is None:
+                raise InputError(f"base model {base_model_id} is not registered in this ledger")
+            return row
+
+    # ------------------------------------------------------------------ runs
+    def begin_run(self, *, base_model_id: int, method: str, hparams: dict, stream_name: str,
+                  stream_digest: str, stream_kind: str, config: dict | None = None,
+                  parent_version_id: int | None = None, name: str | None = None) -> RunRow:
+        """A new run, status "running", whose head is ``parent_version_id`` (default: the base
+        version; a branch passes a version of another run of the same base model)."""
+        _jsonable(hparams, "hparams")
+        _jsonable(config or {}, "the run config")
+        start = parent_version_id if parent_version_id is not None else self.base_version(base_model_id).id
+        with self._session() as s, s.begin():
+            v = self._get(s, VersionRow, start, "version")
+            assert v.base_model_id == base_model_id, (
+                f"version {start} belongs to base model {v.base_model_id}, not {base_model_id}")
+            now = utcnow()
+            run = RunRow(name=name, base_model_id=base_model_id, method=method, hparams=hparams,
+                         stream_name=stream_name, stream_digest=stream_digest, stream_kind=stream_kind,
+                         config=dict(config or {}), status="running", note=None, start_version_id=start,
+                         head_version_id=start, step_count=0, created_at=now, updated_at=now)
+            s.add(run)
+            s.flush()
+            if run.name is None:
+                run.name = f"run-{run.id}"
+        return run
+
+    def set_run_status(self, run_id: int, status: str, note: str | None = None) -> None:
+        if status not in RUN_STATUSES:
+            raise InputError(f"unknown run status {status!r}; use one of {', '.join(RUN_STATUSES)}")
+        with self._session() as s, s.begin():
+            run = self._get(s, RunRow, run_id, "run")
+            run.status = status
+            if note is not None:
+                run.note = note
+            run.updated_at = utcnow()
+
+    def record_step(self, run_id: int, *, step: int, parent_version_id: int, kind: str = "edit",
+                    requests: Sequence[dict], deltas: Sequence[DeltaInput], tensor_fingerprints: dict[str, str],
+                    diagnostics: dict, wall_time_s: float, probes: Iterable[ProbeRecord] = (),
+                    stats_used: Sequence[str] = (), keyframe: dict[str, "torch.Tensor"] | None = None,
+                    group: str | None = None, role: str | None = None, note: str | None = None,
+                    base_fingerprint: str = "") -> VersionRow:
+        """Record one step: artifacts first, then one transaction (version, requests, deltas,
+        keyframe rows, probes, run head and step count). Returns the new version."""
+        assert kind in ("edit", "revert"), (
+            f"record_step records edit and revert versions, not {kind!r} (markers go through add_marker)")
+        _jsonable(diagnostics, "step diagnostics")
+        probes = list(probes)
+        for p in probes:
+            assert p.against in PROBE_AGAINST, f"probe {p.suite}/{p.metric}: against={p.against!r} not in {PROBE_AGAINST}"
+            _jsonable(p.detail, f"probe {p.suite}/{p.metric} detail")
+        for d in deltas:
+            assert d.kind in DELTA_KINDS and d.kind != "keyframe", f"delta for {d.tensor}: unknown kind {d.kind!r}"
+        for r in requests:
+            missing = [k for k in ("subject", "prompt", "target_new") if k not in r]
+            assert not missing, f"edit request {r!r} lacks {missing} (pass EditRequest.to_dict())"
+
+        # 1. artifacts, each written atomically before any row can reference it
+        written: list[tuple[str, int]] = []
+        for d in deltas:
+            written.append(self._write_artifact(d.tensors, "delta", {
+                "run": run_id, "step": step, "tensor": d.tensor, "kind": d.kind,
+                "base_fingerprint": base_fingerprint}))
+        kf_written: list[tuple[str, str, list[int], float, int, int]] = []
+        for tname, t in (keyframe or {}).items():
+            digest, size = self._write_artifact({tname: t}, "keyframe", {
+                "run": run_id, "step": step, "tensor": tname, "kind": "keyframe",
+                "base_fingerprint": base_fingerprint})
+            kf_written.append((tname, digest, list(t.shape), float(t.detach().double().norm()),
+                               t.numel() * t.element_size(), size))
+
+        # 2. one transaction
+        with self._session() as s, s.begin():
+            run = self._get(s, RunRow, run_id, "run")
+            parent = self._get(s, VersionRow, parent_version_id, "version")
+            assert parent.base_model_id == run.base_model_id, (
+                f"parent version {parent_version_id} belongs to another base model than run {run_id}")
+            now = utcnow()
+            v = VersionRow(base_model_id=run.base_model_id, run_id=run_id, parent_id=parent_version_id,
+                           step=step, kind=kind, tensor_fingerprints=dict(tensor_fingerprints),
+                           n_requests=len(requests), diagnostics=diagnostics, stats_used=list(stats_used),
+                           wall_time_s=float(wall_time_s), note=note, created_at=now)
+            s.add(v)
+            s.flush()
+            for i, r in enumerate(requests):
+                s.add(EditRequestRow(version_id=v.id, position=i, subject=r["subject"], prompt=r["prompt"],
+                                     target_new=r["target_new"], target_old=r.get("target_old"),
+                                     relation=r.get("relation"), case_id=r.get("case_id"),
+                                     group=r.get("group", group), role=r.get("role", role),
+                                     extra={k: x for k, x in r.items()
+                                            if k not in REQUEST_KEYS + ("group", "role")}))
+            pos = 0
+            for d, (digest, size) in zip(deltas, written):
+                self._ensure_artifact_row(s, digest, "delta", size)
+                nbytes = sum(t.numel() * t.element_size() for t in d.tensors.values())
+                s.add(DeltaRow(version_id=v.id, position=pos, tensor=d.tensor, kind=d.kind,
+                               artifact_digest=digest, shape=[int(x) for x in d.shape], rank=d.rank,
+                               norm=float(d.norm), nbytes=int(nbytes), meta=_jsonable(dict(d.meta), "delta meta")))
+                pos += 1
+            for tname, digest, shape, norm, nbytes, size in kf_written:
+                self._ensure_artifact_row(s, digest, "keyframe", size)
+                s.add(DeltaRow(version_id=v.id, position=pos, tensor=tname, kind="keyframe",
+                               artifact_digest=digest, shape=shape, rank=None, norm=norm, nbytes=nbytes, meta={}))
+                pos += 1
+            self._add_probes(s, v, probes, now)
+            run.head_version_id = v.id
+            run.step_count = max(run.step_count, step)
+            run.updated_at = now
+        return v
+
+    @staticmethod
+    def _add_probes(s: Session, v: VersionRow, probes: list[ProbeRecord], now: datetime) -> None:
+        if probes:
+            s.execute(sa.insert(ProbeResultRow.__table__), [
+                dict(version_id=v.id, run_id=v.run_id, step=v.step, suite=p.suite, metric=p.metric,
+                     against=p.against, value=float(p.value), count=int(p.count), detail=p.detail,
+                     created_at=now) for p in probes])
+
+    def add_marker(self, run_id: int, *, kind: str, parent_version_id: int, step: int,
+                   tensor_fingerprints: dict[str, str], note: str) -> VersionRow:
+        """A reset or branch marker (no deltas): a version whose weights equal its parent's; moves head."""
+        assert kind in ("reset", "branch"), f"markers are 'reset' or 'branch', not {kind!r}"
+        with self._session() as s, s.begin():
+            run = self._get(s, RunRow, run_id, "run")
+            parent = self._get(s, VersionRow, parent_version_id, "version")
+            assert parent.base_model_id == run.base_model_id, (
+                f"version {parent_version_id} belongs to another base model than run {run_id}")
+            now = utcnow()
+            v = VersionRow(base_model_id=run.base_model_id, run_id=run_id, parent_id=parent_version_id,
+                           step=step, kind=kind, tensor_fingerprints=dict(tensor_fingerprints), n_requests=0,
+                           diagnostics={}, stats_used=[], wall_time_s=0.0, note=note, created_at=now)
+            s.add(v)
+            s.flush()
+            run.head_version_id = v.id
+            run.updated_at = now
+        return v
+
+    def set_head(self, run_id: int, version_id: int) -> None:
+        with self._session() as s, s.begin():
+            run = self._get(s, RunRow, run_id, "run")
+            v = self._get(s, VersionRow, version_id, "version")
+            if v.base_model_id != run.base_model_id:
+                raise InputError(f"version {version_id} is a version of another base model; "
+                                 f"run {run_id}'s head must stay on base model {run.base_model_id}")
+            run.head_version_id = version_id
+            run.updated_at = utcnow()
+
+    def record_probes(self, version_id: int, probes: Iterable[ProbeRecord]) -> None:
+        probes = list(probes)
+        for p in probes:
+            assert p.against in PROBE_AGAINST, f"probe {p.suite}/{p.metric}: against={p.against!r} not in {PROBE_AGAINST}"
+            _jsonable(p.detail, f"probe {p.suite}/{p.metric} detail")
+        with self._session() as s, s.begin():
+            v = self._get(s, VersionRow, version_id, "version")
+            self._add_probes(s, v, probes, utcnow())
+
+    # ------------------------------------------------------------------ reading
+    def run(self, run_id: int) -> RunRow:
+        with self._session() as s:
+            return self._get(s, RunRow, run_id, "run")
+
+    def runs(self) -> list[RunSummary]:
+        r, b = RunRow.__table__.c, BaseModelRow.__table__.c
+        q = (sa.select(r.id, r.name, r.base_model_id, b.name, r.method, r.stream_name, r.stream_kind,
+                       r.status, r.step_count, r.head_version_id, r.created_at, r.updated_at)
+             .join_from(RunRow.__table__, BaseModelRow.__table__, r.base_model_id == b.id).order_by(r.id))
+        with self.engine.connect() as c:
+            return [RunSummary(*row) for row in c.execute(q)]
+
+    def version(self, version_id: int) -> VersionRow:
+        with self._session() as s:
+            return self._get(s, VersionRow, version_id, "version")
+
+    def lineage(self, version_id: int) -> list[VersionRow]:
+        """Root (base version) .. ``version_id``, following parents across runs (one recursive query)."""
+        v = VersionRow.__table__
+        anc = sa.select(v.c.id, v.c.parent_id, sa.literal(0).label("depth")).where(v.c.id == version_id) \
+            .cte("anc", recursive=True)
+        anc = anc.union_all(sa.select(v.c.id, v.c.parent_id, (anc.c.depth + 1).label("depth"))
+                            .join(anc, v.c.id == anc.c.parent_id))
+        q = sa.select(VersionRow).join(anc, VersionRow.id == anc.c.id).order_by(anc.c.depth.desc())
+        with self._session() as s:
+            rows = list(s.execute(q).scalars())
+        if not rows:
+            raise InputError(f"version {version_id} does not exist in this ledger")
+        return rows
+
+    def versions(self, run_id: int) -> list[VersionRow]:
+        with self._session() as s:
+            q = sa.select(VersionRow).where(VersionRow.run_id == run_id).order_by(VersionRow.step, VersionRow.id)
+            return list(s.execute(q).scalars())
+
+    def timeline(self, run_id: int, *, efficacy: tuple[str, str] = EFFICACY) -> list[TimelineRow]:
+        """Every version of the run in (step, id) order with its first request and the efficacy
+        probe (one query; plain tuples, no ORM objects, so 10,000 versions stay fast)."""
+        v, er, pr = VersionRow.__table__, EditRequestRow.__table__, ProbeResultRow.__table__
+        # efficacy per version: prefer against="none", then "base", then "previous"
+        rank = sa.case((pr.c.against == "none", 0), (pr.c.against == "base", 1), else_=2)
+        eff = (sa.select(pr.c.version_id, pr.c.value,
+                         sa.func.row_number().over(partition_by=pr.c.version_id,
+                                                   order_by=(rank, pr.c.id)).label("rn"))
+               .where(pr.c.run_id == run_id, pr.c.suite == efficacy[0], pr.c.metric == efficacy[1])
+               .subquery("eff"))
+        q = (sa.select(v.c.id, v.c.parent_id, v.c.step, v.c.kind, v.c.n_requests, er.c.subject,
+                       er.c.target_old, er.c.target_new, er.c.group, er.c.role, eff.c.value,
+                       v.c.wall_time_s, v.c.note, v.c.created_at)
+             .select_from(v)
+             .outerjoin(er, sa.and_(er.c.version_id == v.c.id, er.c.position == 0))
+             .outerjoin(eff, sa.and_(eff.c.version_id == v.c.id, eff.c.rn == 1))
+             .where(v.c.run_id == run_id)
+             .order_by(v.c.step, v.c.id))
+        with self.engine.connect() as c:
+            return [TimelineRow(*row) for row in c.execute(q)]
+
+    def deltas(self, version_id: int) -> list[DeltaRow]:
+        """The version's deltas in apply order (keyframe rows excluded: see ``keyframe``)."""
+        with self._session() as s:
+            q = sa.select(DeltaRow).where(DeltaRow.version_id == version_id, DeltaRow.kind != "keyframe") \
+                .order_by(DeltaRow.position)
+            return list(s.execute(q).scalars())
+
+    def keyframe(self, version_id: int) -> dict[str, str] | None:
+        """tensor name -> artifact digest of the full tensors stored at this version, if any."""
+        with self._session() as s:
+            q = sa.select(DeltaRow.tensor, DeltaRow.artifact_digest).where(
+                DeltaRow.version_id == version_id, DeltaRow.kind == "keyframe").order_by(DeltaRow.position)
+            rows = s.execute(q).all()
+        return {t: d for t, d in rows} or None
+
+    def versions_using(self, digest: str) -> list[int]:
+        with self.engine.connect() as c:
+            return [r[0] for r in c.execute(sa.select(DeltaRow.__table__.c.version_id).distinct()
+                                            .where(DeltaRow.__table__.c.artifact_digest == digest)
+                                            .order_by(DeltaRow.__table__.c.version_id))]
+
+    def read_artifact(self, digest: str) -> dict[str, "torch.Tensor"]:
+        """The tensors of an artifact, verified against its digest."""
+        try:
+            return self.store.read(digest)
+        except (ArtifactCorrupt, ArtifactMissing) as e:
+            users = self.versions_using(digest)
+            with self.engine.connect() as c:
+                stats = c.execute(sa.select(StatsCacheRow.__table__.c.layer).where(
+                    StatsCacheRow.__table__.c.artifact_digest == digest)).scalars().all()
+            who = []
+            if users:
+                who.append("used by version" + ("s " if len(users) > 1 else " ") + ", ".join(map(str, users[:20]))
+                           + (" ..." if len(users) > 20 else ""))
+            if stats:
+                who.append("holds the statistics of " + ", ".join(stats))
+            who_s = "; ".join(who) or "referenced by no row"
+            raise type(e)(digest, f"{e} [{who_s}]. Those versions cannot be checked out bit-exactly; "
+                                  "restore the file from a backup or replay the run "
+                                  "(`editledger db fsck` lists every damaged artifact)") from None
+
+    def probes(self, version_id: int, suite: str | None = None) -> list[ProbeResultRow]:
+        with self._session() as s:
+            q = sa.select(ProbeResultRow).where(ProbeResultRow.version_id == version_id)
+            if suite is not None:
+                q = q.where(ProbeResultRow.suite == suite)
+            return list(s.execute(q.order_by(ProbeResultRow.id)).scalars())
+
+    def trajectory(self, run_id: int, suite: str, metric: str, against: str | None = None) -> list[tuple[int, float]]:
+        """(step, value) of a metric over all versions of a run that recorded it, in step order
+        (ties by version id, i.e. recording order). ``against=None`` returns every reference: pass
+        it when a metric is recorded against several references."""
+        pr = ProbeResultRow.__table__.c
+        q = sa.select(pr.step, pr.value).where(pr.run_id == run_id, pr.suite == suite, pr.metric == metric)
+        if against is not None:
+            q = q.where(pr.against == against)
+        q = q.order_by(pr.step, pr.version_id, pr.id)
+        with self.engine.connect() as c:
+            return [(int(a), float(b)) for a, b in c.execute(q)]
+
+    def metrics(self, run_id: int) -> list[tuple[str, str]]:
+        pr = ProbeResultRow.__table__.c
+        q = sa.select(pr.suite, pr.metric).where(pr.run_id == run_id).distinct().order_by(pr.suite, pr.metric)
+        with self.engine.connect() as c:
+            return [(a, b) for a, b in c.execute(q)]
+
+    def edit_requests(self, version_id: int) -> list[EditRequestRow]:
+        with self._session() as s:
+            q = sa.select(EditRequestRow).where(EditRequestRow.version_id == version_id) \
+                .order_by(EditRequestRow.position)
+            return list(s.execute(q).scalars())
+
+    def last_committed_step(self, run_id: int) -> int:
+        """Highest step of an edit/revert version of the run (0 if none): where a resume continues."""
+        v = VersionRow.__table__.c
+        with self.engine.connect() as c:
+            got = c.execute(sa.select(sa.func.max(v.step)).where(
+                v.run_id == run_id, v.kind.in_(("edit", "revert")))).scalar()
+        return int(got or 0)
+
+    # ------------------------------------------------------------------ statistics cache
+    def put_stats(self, *, model_fingerprint: str, layer: str, corpus_digest: str, sample_count: int,
+                  tensors: dict[str, "torch.Tensor"]) -> str:
+        """Store second-moment statistics; returns the artifact digest (idempotent on the key)."""
+        digest, size = self._write_artifact(tensors, "stats", {
+            "model_fingerprint": model_fingerprint, "layer": layer, "corpus_digest": corpus_digest,
+            "sample_count": sample_count})
+        with self._session() as s, s.begin():
+            key = self._stats_key(model_fingerprint, layer, corpus_digest, sample_count)
+            row = s.execute(sa.select(StatsCacheRow).where(*key)).scalar_one_or_none()
+            self._ensure_artifact_row(s, digest, "stats", size)
+            if row is None:
+                s.add(StatsCacheRow(model_fingerprint=model_fingerprint, layer=layer, corpus_digest=corpus_digest,
+                                    sample_count=sample_count, artifact_digest=digest, created_at=utcnow()))
+            else:
+                row.artifact_digest = digest
+        return digest
+
+    @staticmethod
+    def _stats_key(model_fingerprint, layer, corpus_digest, sample_count):
+        return (StatsCacheRow.model_fingerprint == model_fingerprint, StatsCacheRow.layer == layer,
+                StatsCacheRow.corpus_digest == corpus_digest, StatsCacheRow.sample_count == sample_count)
+
+    def get_stats(self, *, model_fingerprint: str, layer: str, corpus_digest: str,
+                  sample_count: int) -> tuple[str, dict] | None:
+        """(digest, tensors) of cached statistics, or None; the artifact is verified on read."""
+        with self._session() as s:
+            row = s.execute(sa.select(StatsCacheRow).where(
+                *self._stats_key(model_fingerprint, layer, corpus_digest, sample_count))).scalar_one_or_none()
+        if row is None:
+            return None
+        return row.artifact_digest, self.read_artifact(row.artifact_digest)
+
+    # ------------------------------------------------------------------ audit
+    def record_audit(self, run_id: int, findings: list[dict]) -> None:
+        """Replace the run's audit findings (an audit is recomputable; the latest one stands).
+        Each finding: version_id (or None), metric, score, evidence (JSON), summary."""
+        with self._session() as s, s.begin():
+            self._get(s, RunRow, run_id, "run")
+            s.execute(sa.delete(AuditFindingRow.__table__).where(AuditFindingRow.__table__.c.run_id == run_id))
+            now = utcnow()
+            for f in findings:
+                missing = [k for k in ("metric", "score", "summary") if k not in f]
+                assert not missing, f"audit finding {f!r} lacks {missing}"
+                s.add(AuditFindingRow(run_id=run_id, version_id=f.get("version_id"), metric=f["metric"],
+                                      score=float(f["score"]), evidence=_jsonable(f.get("evidence", {}), "evidence"),
+                                      summary=f["summary"], created_at=now))
+
+    def audit_findings(self, run_id: int) -> list[AuditFindingRow]:
+        with self._session() as s:
+            q = sa.select(AuditFindingRow).where(AuditFindingRow.run_id == run_id) \
+                .order_by(AuditFindingRow.score.desc(), AuditFindingRow.id)
+            return list(s.execute(q).scalars())
+
+    # ------------------------------------------------------------------ integrity
+    def counts(self) -> dict[str, int]:
+        out = {}
+        with self.engine.connect() as c:
+            for name, t in (("base_models", BaseModelRow), ("runs", RunRow), ("versions", VersionRow),
+                            ("deltas", DeltaRow), ("probe_results", ProbeResultRow),
+                            ("artifacts", ArtifactRow), ("stats", StatsCacheRow)):
+                out[name] = int(c.execute(sa.select(sa.func.count()).select_from(t.__table__)).scalar())
+        return out
+
+    def fsck(self, *, progress: bool = True) -> FsckReport:
+        """Hash every artifact file and compare files with rows."""
+        from tqdm import tqdm
+
+        rep = FsckReport()
+        a, d, st = ArtifactRow.__table__.c, DeltaRow.__table__.c, StatsCacheRow.__table__.c
+        with self.engine.connect() as c:
+            rows = set(c.execute(sa.select(a.digest)).scalars())
+            used = set(c.execute(sa.select(d.artifact_digest).distinct()).scalars()) | \
+                set(c.execute(sa.select(st.artifact_digest).distinct()).scalars())
+        files: dict[str, Path] = {}
+        for p in self.store.iter_files():
+            if p.name.startswith(TMP_PREFIX):
+                rep.temp_files.append(str(p))
+                continue
+            files[p.name.removesuffix(".safetensors")] = p
+        for digest, p in tqdm(sorted(files.items()), desc="fsck", unit="artifact", disable=not progress or len(files) < 200):
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            rep.checked += 1
+            if h.hexdigest() != digest:
+                rep.corrupt.append(digest)
+            if digest not in rows:
+                rep.orphans.append(digest)
+        rep.missing = sorted((rows | used) - set(files))
+        rep.unreferenced_rows = sorted(rows - used)
+        return rep
+
+
+__all__ = ["Ledger", "RunSummary", "TimelineRow", "FsckReport", "UserError", "IntegrityError"]

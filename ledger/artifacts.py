@@ -1,0 +1,184 @@
+"""Content-addressed safetensors files: ``<home>/artifacts/<first 2 hex>/<sha256>.safetensors``.
+
+The name of a file is the sha256 of its bytes, so identical content is stored once and a read can
+verify what it got. Writes are atomic: bytes go to a temp file in the same directory, which is
+fsync'd, renamed onto the final name and the directory fsync'd, so a crash leaves either nothing
+or a complete file under the final name (at worst a ``.tmp-*`` file, which ``fsck`` reports).
+
+Only safetensors is ever read (never pickle), and only from inside the store. torch is imported
+lazily, inside the functions that convert tensors.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from ledger.errors import InputError, IntegrityError
+
+if TYPE_CHECKING:
+    import torch
+
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+SUFFIX = ".safetensors"
+TMP_PREFIX = ".tmp-"
+META_PREFIX = "editledger."   # header metadata keys we write: editledger.run, editledger.tensor, ...
+
+
+class ArtifactCorrupt(IntegrityError):
+    """The bytes of an artifact do not hash to its name (or cannot be parsed)."""
+
+    def __init__(self, digest: str, message: str):
+        super().__init__(message)
+        self.digest = digest
+
+
+class ArtifactMissing(IntegrityError):
+    def __init__(self, digest: str, message: str):
+        super().__init__(message)
+        self.digest = digest
+
+
+def _fsync_dir(path: Path) -> None:
+    # A rename is durable only once its directory entry is on disk. (No-op where unsupported.)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def serialize(tensors: dict[str, "torch.Tensor"], metadata: dict[str, Any] | None = None) -> bytes:
+    """safetensors bytes for ``tensors`` (made contiguous, on CPU) with string header metadata."""
+    from safetensors.torch import save
+
+    assert tensors, "an artifact needs at least one tensor"
+    flat = {}
+    seen: set[int] = set()
+    for name, t in tensors.items():
+        t = t.detach().to("cpu").contiguous()
+        # safetensors refuses tensors that share storage (views, the same tensor twice): clone those
+        ptr = t.untyped_storage().data_ptr()
+        if (ptr in seen or t.storage_offset() != 0
+                or t.untyped_storage().nbytes() != t.numel() * t.element_size()):
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        flat[name] = t
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    return _canonical_header(save(flat, metadata=meta))
+
+
+def _canonical_header(data: bytes) -> bytes:
+    """Re-emit the JSON header with sorted keys. safetensors writes its metadata map in hash
+    order, so the same content would get a different digest on every save; content addressing
+    needs identical tensors + metadata to give identical bytes. Offsets are relative to the data
+    section, so only the header changes; it is padded with spaces to a multiple of 8 as the
+    format asks."""
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data[8 + n:]
+
+
+class ArtifactStore:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).resolve()
+
+    # ---- paths
+    def path_for(self, digest: str) -> Path:
+        if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+            raise InputError(f"{digest!r} is not an artifact digest (64 lowercase hex characters); "
+                             "take digests from the ledger (`editledger db fsck` lists them)")
+        return self.root / digest[:2] / f"{digest}{SUFFIX}"
+
+    def resolve_inside(self, path: str | os.PathLike) -> str:
+        """Digest of a file given by path; refuses anything that is not a store file."""
+        p = Path(path).resolve()
+        if self.root not in p.parents or p.suffix != SUFFIX or p.parent.parent != self.root:
+            raise InputError(f"{path} is not inside the artifact store {self.root}; "
+                             "the ledger only reads its own content-addressed safetensors files")
+        digest = p.name[: -len(SUFFIX)]
+        self.path_for(digest)  # validates the name
+        return digest
+
+    def exists(self, digest: str) -> bool:
+        return self.path_for(digest).is_file()
+
+    # ---- write
+    def write_bytes(self, data: bytes) -> str:
+        """Store ``data`` under its sha256; atomic and durable. Returns the digest."""
+        digest = hashlib.sha256(data).hexdigest()
+        final = self.path_for(digest)
+        if final.is_file() and final.stat().st_size == len(data):
+            return digest   # content-addressed: already there (a corrupt copy is caught on read/fsck)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=SUFFIX, dir=final.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            # never leave the temp file behind, nor anything under the final name
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        _fsync_dir(final.parent)
+        return digest
+
+    def write(self, tensors: dict[str, "torch.Tensor"], metadata: dict[str, Any] | None = None) -> tuple[str, int]:
+        """Serialize and store; returns (digest, size in bytes)."""
+        data = serialize(tensors, metadata)
+        return self.write_bytes(data), len(data)
+
+    # ---- read
+    def read_bytes(self, digest: str) -> bytes:
+        path = self.path_for(digest)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ArtifactMissing(digest, f"artifact {digest} is missing from {self.root}: "
+                                          "run `editledger db fsck` to list what else is missing") from None
+        got = hashlib.sha256(data).hexdigest()
+        if got != digest:
+            raise ArtifactCorrupt(digest, f"artifact {digest} is corrupted (its bytes hash to {got[:16]}...); "
+                                          f"file {path}")
+        return data
+
+    def read(self, digest: str) -> dict[str, "torch.Tensor"]:
+        from safetensors.torch import load
+
+        data = self.read_bytes(digest)
+        try:
+            return load(data)
+        except Exception as e:  # digest matched, so the writer stored something that is not safetensors
+            raise ArtifactCorrupt(digest, f"artifact {digest} is not a valid safetensors file ({e})") from None
+
+    def read_metadata(self, digest: str) -> dict[str, str]:
+        """The header metadata (verified like a read)."""
+        data = self.read_bytes(digest)
+        (n,) = struct.unpack("<Q", data[:8])
+        return dict(json.loads(data[8:8 + n]).get("__metadata__", {}))
+
+    # ---- listing
+    def iter_files(self) -> Iterator[Path]:
+        """Every file under the store (artifacts and stray temp files)."""
+        if not self.root.is_dir():
+            return
+        for sub in sorted(self.root.iterdir()):
+            if sub.is_dir():
+                yield from sorted(p for p in sub.iterdir() if p.is_file())

@@ -1,0 +1,98 @@
+"""Where the ledger lives (URL and home directory) and the SQLAlchemy engine that talks to it.
+
+``resolve`` is the one place that turns ``--db`` / ``$EDITLEDGER_DB`` / ``$EDITLEDGER_HOME`` into a
+URL and a home directory (artifacts live under ``<home>/artifacts``). Every SQLite connection gets
+WAL journaling, a busy timeout and foreign keys; these pragmas are the only SQLite-specific code.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from ledger.errors import InputError
+
+DB_FILENAME = "editledger.db"
+BUSY_TIMEOUT_MS = 30_000   # several processes (replay + TUI) share one file; wait rather than fail
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("EDITLEDGER_HOME") or os.getcwd()).resolve()
+
+
+def resolve(db: str | None) -> tuple[str, Path]:
+    """(SQLAlchemy URL, home directory) for ``--db`` (a URL or a path to a SQLite file), else
+    ``$EDITLEDGER_DB``, else ``<$EDITLEDGER_HOME or .>/editledger.db``."""
+    db = db or os.environ.get("EDITLEDGER_DB") or None
+    if db is None:
+        home = _default_home()
+        return f"sqlite:///{home / DB_FILENAME}", home
+    if "://" not in db:
+        path = Path(db).expanduser().resolve()
+        return f"sqlite:///{path}", path.parent
+    try:
+        url = make_url(db)
+    except Exception as e:
+        raise InputError(f"--db {db!r} is neither a SQLAlchemy URL nor a file path ({e}); "
+                         "use e.g. ./editledger.db or postgresql+psycopg://user@host/dbname") from None
+    if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            return db, _default_home()
+        path = Path(url.database).expanduser().resolve()
+        return url.set(database=str(path)).render_as_string(hide_password=False), path.parent
+    return db, _default_home()
+
+
+def sqlite_readonly_engine(path: Path) -> sa.Engine:
+    """An engine that cannot write (used to inspect a ledger before deciding to touch it)."""
+    import sqlite3
+
+    return sa.create_engine("sqlite://", poolclass=sa.pool.NullPool,
+                            creator=lambda: sqlite3.connect(f"file:{path}?mode=ro", uri=True,
+                                                            timeout=BUSY_TIMEOUT_MS / 1000))
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for in-memory or non-SQLite)."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:"):
+        return None
+    return Path(u.database)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # pysqlite would otherwise run DDL outside any transaction (a half-applied migration) and
+    # open transactions only before DML; we switch its handling off and emit BEGIN ourselves.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str) -> sa.Engine:
+    if is_sqlite(url):
+        kw: dict = {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}}
+        if sqlite_path(url) is None:   # in-memory: one shared connection, or every session sees a new DB
+            kw["poolclass"] = sa.pool.StaticPool
+            kw["connect_args"]["check_same_thread"] = False
+        engine = sa.create_engine(url, **kw)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    try:
+        return sa.create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as e:
+        raise InputError(f"the database driver for {make_url(url).drivername} is not installed ({e.name}); "
+                         "pip install it (e.g. `pip install psycopg[binary]` for postgresql+psycopg)") from None
