@@ -1,0 +1,141 @@
+"""Schema, migrations and the upgrade policy."""
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from ledger import Ledger, migrate, resolve
+from ledger.engine import make_engine
+from ledger.errors import InputError, SchemaError
+from ledger.schema import NAMING_CONVENTION, metadata
+
+EXPECTED_TABLES = {"base_model", "artifact", "run", "version", "edit_request", "delta", "probe_result",
+                   "stats_cache", "audit_finding"}
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_migration_from_empty_to_head(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    assert migrate.current_revision(url) == (None, False)
+    before, after = migrate.upgrade(url)
+    assert (before, after) == (None, migrate.head_revision())
+    engine = make_engine(url)
+    with engine.connect() as c:
+        assert set(sa.inspect(c).get_table_names()) == EXPECTED_TABLES | {"alembic_version"}
+    engine.dispose()
+    assert migrate.upgrade(url) == (after, after)   # idempotent
+
+
+def test_models_and_migrations_describe_the_same_schema(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    with engine.connect() as c:
+        ctx = MigrationContext.configure(c, opts={"compare_type": True, "compare_server_default": True})
+        diff = compare_metadata(ctx, metadata)
+    engine.dispose()
+    assert diff == [], f"schema.py and migrations/ disagree: {diff}"
+
+
+def test_every_constraint_is_named_by_convention(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    prefixes = tuple(f"{k}_" for k in NAMING_CONVENTION)
+    with engine.connect() as c:
+        insp = sa.inspect(c)
+        for t in EXPECTED_TABLES:
+            names = [fk["name"] for fk in insp.get_foreign_keys(t)] + \
+                [u["name"] for u in insp.get_unique_constraints(t)] + \
+                [i["name"] for i in insp.get_indexes(t)] + \
+                [ck["name"] for ck in insp.get_check_constraints(t)]
+            assert all(n and n.startswith(prefixes) for n in names), f"table {t}: unnamed constraint in {names}"
+        assert {fk["name"] for fk in insp.get_foreign_keys("run")} >= {
+            "fk_run_head_version_id_version", "fk_run_start_version_id_version"}
+    engine.dispose()
+
+
+def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(tmp_path):
+    with Ledger.open(str(tmp_path / "p.db")) as L:
+        with L.engine.connect() as c:
+            assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert c.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+            assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            with pytest.raises(sa.exc.IntegrityError):   # foreign keys are enforced
+                c.exec_driver_sql("INSERT INTO delta (version_id, position, tensor, kind, artifact_digest, shape, "
+                                  "norm, nbytes, meta) VALUES (999, 0, 'w', 'dense', 'x', '[]', 0, 0, '{}')")
+
+
+def test_newer_schema_is_refused_and_nothing_written(tmp_path):
+    path = tmp_path / "future.db"
+    with Ledger.open(str(path)):
+        pass
+    con = sqlite3.connect(path)
+    con.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    con.commit()
+    con.close()
+    for extra in ("-wal", "-shm"):
+        (tmp_path / f"future.db{extra}").unlink(missing_ok=True)
+    digest, listing = _sha(path), sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(SchemaError, match="9999_from_the_future.*newer editledger"):
+        Ledger.open(str(path))
+    with pytest.raises(SchemaError, match="newer editledger.*not modified"):
+        migrate.upgrade(f"sqlite:///{path}")
+    assert _sha(path) == digest, "refusing a newer ledger must not write to it"
+    # SQLite may create the WAL index files to read a WAL database; no page may have been written
+    assert {p.name for p in tmp_path.iterdir()} - {"future.db-wal", "future.db-shm"} == set(listing)
+    wal = tmp_path / "future.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0, "a write went into the WAL"
+
+
+def test_behind_schema_names_the_upgrade_command(tmp_path, monkeypatch):
+    path = tmp_path / "old.db"
+    with Ledger.open(str(path)):
+        pass
+    # pretend this editledger ships a revision 0002 the ledger does not have yet
+    known = migrate.known_revisions() | {"0002"}
+    monkeypatch.setattr(migrate, "head_revision", lambda: "0002")
+    monkeypatch.setattr(migrate, "known_revisions", lambda: known)
+    with pytest.raises(SchemaError) as e:
+        Ledger.open(str(path))
+    assert str(e.value) == (f"ledger {path} is at schema 0001, this editledger needs 0002: "
+                            f"run `editledger --db {path} db upgrade`")
+
+
+def test_open_without_create_refuses_missing_file(tmp_path):
+    with pytest.raises(InputError, match="no ledger at"):
+        Ledger.open(str(tmp_path / "none.db"), create=False)
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_foreign_sqlite_file_is_refused(tmp_path):
+    path = tmp_path / "other.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    with pytest.raises(SchemaError, match="not an editledger ledger"):
+        Ledger.open(str(path))
+
+
+def test_resolve(tmp_path, monkeypatch):
+    monkeypatch.delenv("EDITLEDGER_DB", raising=False)
+    monkeypatch.delenv("EDITLEDGER_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert resolve(None) == (f"sqlite:///{tmp_path / 'editledger.db'}", tmp_path)
+    monkeypatch.setenv("EDITLEDGER_HOME", str(tmp_path / "h"))
+    assert resolve(None) == (f"sqlite:///{tmp_path / 'h' / 'editledger.db'}", tmp_path / "h")
+    assert resolve("sub/x.db") == (f"sqlite:///{tmp_path / 'sub' / 'x.db'}", tmp_path / "sub")
+    assert resolve(f"sqlite:///{tmp_path}/y.db") == (f"sqlite:///{tmp_path / 'y.db'}", tmp_path)
+    assert resolve("postgresql+psycopg://u@host/db") == ("postgresql+psycopg://u@host/db", tmp_path / "h")
+    monkeypatch.setenv("EDITLEDGER_DB", str(tmp_path / "env.db"))
+    assert resolve(None) == (f"sqlite:///{tmp_path / 'env.db'}", tmp_path)
+    assert resolve("cli.db")[0] == f"sqlite:///{tmp_path / 'cli.db'}"   # --db wins over the variable
