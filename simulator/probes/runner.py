@@ -91,12 +91,16 @@ def _group_of(steps: list[Step], idx: int) -> str:
 
 class ProbeRunner:
     def __init__(self, model, tokenizer, spec, config: ProbeConfig | None = None, *,
-                 general: GeneralSets | None = None, batch_size: int = 16, progress: bool = True):
-        from .scoring import Scorer  # torch lives there; keep this module importable cheaply
-        prefix = getattr(spec, "prompt_prefix", "") or ""
+                 general: GeneralSets | None = None, batch_size: int = 16, progress: bool = True,
+                 scorer=None):
+        """``scorer``: anything with Scorer's methods (tests pass a stub with known probabilities)."""
         self.config = config or ProbeConfig()
         self.general = general
-        self.scorer = Scorer(model, tokenizer, prefix=prefix, batch_size=batch_size, progress=progress)
+        if scorer is None:
+            from .scoring import Scorer  # torch lives there; keep this module importable cheaply
+            prefix = getattr(spec, "prompt_prefix", "") or ""
+            scorer = Scorer(model, tokenizer, prefix=prefix, batch_size=batch_size, progress=progress)
+        self.scorer = scorer
 
     # ------------------------------------------------------------------------- which keys
     def _item_pairs(self, steps: list[Step], idx: int, suite: str, items: list[ProbeItem],
