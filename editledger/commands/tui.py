@@ -1,0 +1,38 @@
+"""`editledger tui [RUN]`: browse the ledger in the terminal (no model needed)."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("tui", help="browse runs, timelines, edits, trajectories, diffs and audits",
+                       description="Open the Textual TUI on the ledger given by --db. It reads the ledger "
+                                   "only (no model); reset and revert are recorded like the CLI's. "
+                                   "Press ? in any screen for its keys.")
+    p.add_argument("run", nargs="?", metavar="RUN", help="open this run's timeline directly (id or name)")
+    p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
+                   help="how often to look for new steps written by a running replay (default 2; 0 = never)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from tui.app import EditLedgerApp
+    from tui.data import LedgerData
+
+    data = LedgerData.open(args.db)
+    try:
+        run_id = find_run(data, args.run) if args.run else None
+        EditLedgerApp(data, run_id, poll_interval=args.poll).run()
+    finally:
+        data.close()
+    return 0
+
+
+def find_run(data, ref: str) -> int:
+    """A run id or name -> run id (InputError naming the known runs otherwise)."""
+    from ledger.errors import InputError
+
+    runs = data.ledger.runs()
+    for r in runs:
+        if ref == str(r.id) or ref == (r.name or ""):
+            return r.id
+    known = ", ".join(f"{r.id} ({r.name})" for r in runs[:10]) or "none"
+    raise InputError(f"no run {ref!r} in this ledger (runs: {known}); `editledger tui` lists them all")

@@ -1,0 +1,418 @@
+"""The TUI's only door to the ledger: wraps ``ledger.Ledger`` into the view models of
+``tui/viewmodels.py``. Everything goes through the Ledger API (no SQL here), so a schema change
+stays in ``ledger/``. No torch: delta factors for the diff are read with ``safetensors.numpy``.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from ledger.api import EFFICACY, Ledger
+from ledger.engine import sqlite_path
+from ledger.errors import InputError
+from tui.viewmodels import (
+    DeltaItem, DetailView, DiffView, FindingItem, Metric, MetricDiff, ProbeItemView, RunItem,
+    Series, TensorDiff, TimelineItem,
+)
+
+# Headline metrics, best first. Metrics a ledger actually holds are discovered with
+# ``ledger.metrics(run)``; these lists only order them (unknown ones follow alphabetically).
+PREFERRED_METRICS: list[Metric] = [
+    ("rewrite", "efficacy_top1"), ("rewrite", "efficacy"), ("rewrite", "es"),
+    ("paraphrase", "efficacy_top1"), ("paraphrase", "ps"),
+    ("neighborhood", "ns"), ("neighborhood", "nkl"), ("perplexity", "ppl"),
+]
+PREFERRED_SUITES = ["rewrite", "paraphrase", "neighborhood", "perplexity", "attribute", "distract",
+                    "portability_sr", "portability_rr", "portability_oh", "multihop", "conflict",
+                    "tied_fact", "round", "other_task"]
+# The "main trajectory" a run's sparkline draws and the changes the timeline shows: the side
+# effects of a sequence of edits (locality, general ability), which is what degrades.
+KEY_METRICS: list[Metric] = [("perplexity", "ppl"), ("neighborhood", "ns"), ("neighborhood", "nkl"),
+                             ("paraphrase", "efficacy_top1")]
+AGAINST_ORDER = ("none", "base", "previous")   # which stored reference a trajectory shows first
+N_HEADLINE = 3                                 # headline metric columns on the runs screen
+N_KEY_CHANGES = 2                              # Δ columns on the timeline (besides efficacy)
+SPARK_POINTS = 48                              # trajectory points kept for a sparkline
+
+
+def metric_order(m: Metric) -> tuple:
+    if m in PREFERRED_METRICS:
+        return (0, PREFERRED_METRICS.index(m), "")
+    suite_rank = PREFERRED_SUITES.index(m[0]) if m[0] in PREFERRED_SUITES else len(PREFERRED_SUITES)
+    return (1, suite_rank, f"{m[0]}/{m[1]}")
+
+
+def order_metrics(metrics: Iterable[Metric]) -> list[Metric]:
+    return sorted(set(metrics), key=metric_order)
+
+
+def key_metrics(metrics: Iterable[Metric], n: int) -> list[Metric]:
+    """KEY_METRICS first (those present), then the other non-rewrite metrics in metric order."""
+    ms = set(metrics)
+    first = [m for m in KEY_METRICS if m in ms]
+    rest = [m for m in order_metrics(ms) if m not in first and m[0] != "rewrite"]
+    return (first + rest)[:n]
+
+
+def stamp(dt) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M") if dt is not None else ""
+
+
+def layer_of(tensor: str) -> str:
+    """'transformer.h.5.mlp.fc_out.weight' -> '5' (the first integer path component)."""
+    m = re.search(r"\.(\d+)\.", f".{tensor}.")
+    return m.group(1) if m else ""
+
+
+def graph_lanes(items: Sequence[TimelineItem], max_lanes: int = 6) -> None:
+    """Fill ``item.graph`` with a `git log --graph`-like drawing of the version DAG. Items come
+    parent-before-child. A child continues its parent's lane when the parent is that lane's tip;
+    a child of an inner version (a reset, a revert, a branch point) opens a new lane, drawn
+    ``├─◆`` from the parent's lane. A lane is drawn until the last child of any version on it."""
+    last_child: dict[int, int] = {}
+    for i, it in enumerate(items):
+        if it.parent_id is not None:
+            last_child[it.parent_id] = i
+    lanes: list[int | None] = []      # tip version of each lane (None: free)
+    alive: list[int] = []             # last row that needs the lane
+    lane_of: dict[int, int] = {}
+    for i, it in enumerate(items):
+        fork_from = None
+        if it.parent_id is not None and it.parent_id in lanes:
+            lane = lanes.index(it.parent_id)
+        else:
+            fork_from = lane_of.get(it.parent_id) if it.parent_id is not None else None
+            if fork_from is not None and lanes[fork_from] is None:
+                fork_from = None
+            lane = lanes.index(None) if None in lanes else len(lanes)
+            if lane == len(lanes):
+                lanes.append(None)
+                alive.append(-1)
+            alive[lane] = -1
+        lanes[lane] = it.version_id
+        lane_of[it.version_id] = lane
+        alive[lane] = max(alive[lane], last_child.get(it.version_id, -1))
+        glyph = "◉" if it.is_head else {"edit": "●", "base": "○"}.get(it.kind, "◆")
+        cells = []
+        for j, tip in enumerate(lanes):
+            if j == lane:
+                cells.append(glyph)
+            elif fork_from is not None and j == fork_from:
+                cells.append("├")
+            elif fork_from is not None and min(fork_from, lane) < j < max(fork_from, lane):
+                cells.append("┼" if tip is not None else "─")
+            else:
+                cells.append("│" if tip is not None else " ")
+        out = []
+        for j, c in enumerate(cells):
+            out.append(c)
+            if j < len(cells) - 1:
+                between = fork_from is not None and min(fork_from, lane) <= j < max(fork_from, lane)
+                out.append("─" if between else " ")
+        graph = "".join(out).rstrip()
+        if len(graph) > 2 * max_lanes - 1:   # very bushy DAGs: keep the rightmost lanes
+            graph = "…" + graph[-(2 * max_lanes - 2):]
+        it.graph = graph
+        for j, tip in enumerate(lanes):
+            if tip is not None and alive[j] <= i:
+                lanes[j] = None
+        while lanes and lanes[-1] is None:
+            lanes.pop()
+            alive.pop()
+
+
+class LedgerData:
+    """View models for the screens. One instance per app; cheap to call repeatedly."""
+
+    def __init__(self, ledger: Ledger, label: str | None = None) -> None:
+        self.ledger = ledger
+        path = sqlite_path(ledger.url)
+        self.location = label or (str(path) if path is not None else ledger.url)   # shown in the title
+        self.db_arg = str(path) if path is not None else ledger.url                 # for CLI commands
+        self._against: dict[tuple[int, Metric], str | None] = {}
+
+    @classmethod
+    def open(cls, db: str | None = None, label: str | None = None) -> "LedgerData":
+        return cls(Ledger.open(db, create=False), label)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    # ----- live -------------------------------------------------------------------------------
+    def change_token(self) -> Any:
+        """Changes whenever a run moves (steps, head, status) or a probe/version/delta is added."""
+        runs = tuple((r.id, r.status, r.steps, r.head_version_id, r.updated_at) for r in self.ledger.runs())
+        return runs, tuple(sorted(self.ledger.counts().items()))
+
+    # ----- runs -------------------------------------------------------------------------------
+    def runs(self) -> list[RunItem]:
+        items = []
+        for r in self.ledger.runs():
+            metrics = order_metrics(self.ledger.metrics(r.id))
+            headline: dict[Metric, float] = {}
+            for m in metrics[:N_HEADLINE]:
+                pts = self._trajectory(r.id, m)
+                if pts:
+                    headline[m] = pts[-1][1]
+            spark_metric = (key_metrics(metrics, 1) or metrics[:1] or [None])[0]
+            spark = [v for _, v in self._trajectory(r.id, spark_metric)[-SPARK_POINTS:]] if spark_metric else []
+            items.append(RunItem(
+                run_id=r.id, name=r.name or f"run-{r.id}", model=r.model_name, method=r.method,
+                stream=r.stream_name, stream_kind=r.stream_kind, status=r.status, steps=r.steps,
+                head_id=r.head_version_id, updated=stamp(r.updated_at), headline=headline,
+                spark_metric=spark_metric, spark=spark))
+        return items
+
+    def headline_metrics(self, runs: Sequence[RunItem]) -> list[Metric]:
+        return order_metrics(m for r in runs for m in r.headline)[:N_HEADLINE]
+
+    def run(self, run_id: int) -> RunItem:
+        r = self.ledger.run(run_id)
+        return RunItem(run_id=r.id, name=r.name or f"run-{r.id}", model=self.ledger.base_model(r.base_model_id).name,
+                       method=r.method, stream=r.stream_name, stream_kind=r.stream_kind, status=r.status,
+                       steps=r.step_count, head_id=r.head_version_id, updated=stamp(r.updated_at))
+
+    def metrics(self, run_id: int) -> list[Metric]:
+        return order_metrics(self.ledger.metrics(run_id))
+
+    def _trajectory(self, run_id: int, m: Metric) -> list[tuple[int, float]]:
+        """The metric's trajectory against the first reference it is stored with (none, base, previous)."""
+        key = (run_id, m)
+        if key in self._against:
+            a = self._against[key]
+            return self.ledger.trajectory(run_id, m[0], m[1], against=a) if a else []
+        for a in AGAINST_ORDER:
+            pts = self.ledger.trajectory(run_id, m[0], m[1], against=a)
+            if pts:
+                self._against[key] = a
+                return pts
+        return []
+
+    def series(self, run_id: int, m: Metric) -> Series:
+        pts = self._trajectory(run_id, m)
+        return Series(label=f"{m[0]}/{m[1]}", steps=[s for s, _ in pts], values=[v for _, v in pts])
+
+    # ----- timeline ---------------------------------------------------------------------------
+    def timeline(self, run_id: int) -> tuple[list[TimelineItem], list[Metric]]:
+        """The run's versions (its start version first) and the key metrics whose change vs the
+        parent version each row shows."""
+        run = self.ledger.run(run_id)
+        rows = self.ledger.timeline(run_id)
+        start = self.ledger.version(run.start_version_id)
+        items = [TimelineItem(version_id=start.id, parent_id=None, step=start.step if start.run_id == run_id else 0,
+                              kind=start.kind, subject="", old="", new="", n_requests=0,
+                              note=("base model" if start.kind == "base" else f"start: v{start.id} ({start.kind})"))]
+        for r in rows:
+            items.append(TimelineItem(
+                version_id=r.version_id, parent_id=r.parent_id, step=r.step, kind=r.kind,
+                subject=r.subject or "", old=r.target_old or "", new=r.target_new or "",
+                n_requests=r.n_requests, note=r.note or "", efficacy=r.efficacy,
+                is_head=r.version_id == run.head_version_id))
+        items[0].is_head = run.head_version_id == start.id
+        metrics = key_metrics(self.ledger.metrics(run_id), N_KEY_CHANGES)
+        step_of = {it.version_id: it.step for it in items}
+        for m in metrics:
+            by_step = dict(self._trajectory(run_id, m))   # steps are unique within a run
+            base_val = self._value_at(start.id, m)
+            for it in items[1:]:
+                v = by_step.get(it.step)
+                if v is None:
+                    continue
+                if it.parent_id == start.id:
+                    p = base_val
+                else:
+                    ps = step_of.get(it.parent_id)
+                    p = by_step.get(ps) if ps is not None else None
+                if p is not None:
+                    it.changes[m] = v - p
+        for f in self.ledger.audit_findings(run_id):
+            for it in items:
+                if it.version_id == f.version_id:
+                    it.flags.append("⚑" + f.metric.split("/")[-1])
+        graph_lanes(items)
+        return items, metrics
+
+    def _value_at(self, version_id: int, m: Metric) -> float | None:
+        rows = [p for p in self.ledger.probes(version_id, suite=m[0]) if p.metric == m[1]]
+        for a in AGAINST_ORDER:
+            for p in rows:
+                if p.against == a:
+                    return p.value
+        return None
+
+    # ----- detail -----------------------------------------------------------------------------
+    def detail(self, version_id: int) -> DetailView:
+        v = self.ledger.version(version_id)
+        run = self.ledger.run(v.run_id) if v.run_id is not None else None
+        reqs = []
+        for r in self.ledger.edit_requests(version_id):
+            d = {"subject": r.subject, "prompt": r.prompt, "target_new": r.target_new,
+                 "target_old": r.target_old, "relation": r.relation, "case_id": r.case_id,
+                 "group": r.group, "role": r.role}
+            d.update(r.extra or {})
+            reqs.append(d)
+        deltas = [DeltaItem(tensor=d.tensor, layer=layer_of(d.tensor), kind=d.kind, shape=tuple(d.shape),
+                            rank=d.rank, norm=d.norm, nbytes=d.nbytes) for d in self.ledger.deltas(version_id)]
+        base = self.ledger.base_version(v.base_model_id)
+
+        def index(vid: int | None) -> dict[tuple[str, str, str], float]:
+            if vid is None:
+                return {}
+            return {(p.suite, p.metric, p.against): p.value for p in self.ledger.probes(vid)}
+        at_base = index(base.id) if base.id != version_id else {}
+        at_prev = index(v.parent_id)
+        probes = [ProbeItemView(suite=p.suite, metric=p.metric, against=p.against, value=p.value,
+                                count=p.count, base=at_base.get((p.suite, p.metric, p.against)),
+                                previous=at_prev.get((p.suite, p.metric, p.against)), detail=p.detail)
+                  for p in self.ledger.probes(version_id)]
+        probes.sort(key=lambda p: (metric_order((p.suite, p.metric)), AGAINST_ORDER.index(p.against)
+                                   if p.against in AGAINST_ORDER else 9))
+        return DetailView(
+            version_id=v.id, run_id=v.run_id, step=v.step, kind=v.kind, parent_id=v.parent_id,
+            note=v.note or "", created=stamp(v.created_at), method=run.method if run else "(base model)",
+            hparams=dict(run.hparams) if run else {}, requests=reqs, deltas=deltas, probes=probes,
+            diagnostics=dict(v.diagnostics or {}), wall_time_s=v.wall_time_s,
+            export_command=self.export_command(version_id))
+
+    def export_command(self, version_id: int) -> str:
+        v = self.ledger.version(version_id)
+        db = shlex.quote(self.db_arg)
+        if v.run_id is None:
+            return f"editledger --db {db} checkout RUN@0 --export ./base-weights   # any run of this base model"
+        ref = f"{v.run_id}@{v.step}" if v.kind in ("edit", "revert") else f"{v.run_id}@{v.step}"
+        cmd = f"editledger --db {db} checkout {ref} --export ./v{v.id}-weights"
+        if not self._on_head_lineage(v.run_id, v.id):
+            cmd += "   # note: RUN@STEP follows the run's current head; this version is off it (reset to it first)"
+        return cmd
+
+    def _on_head_lineage(self, run_id: int, version_id: int) -> bool:
+        head = self.ledger.run(run_id).head_version_id
+        return any(x.id == version_id for x in self.ledger.lineage(head))
+
+    # ----- actions (the only writes) ----------------------------------------------------------
+    def reset(self, run_id: int, version_id: int) -> int:
+        """Reset the run's head to ``version_id`` through ``simulator.rollback.reset`` (the CLI's
+        `editledger reset`), which addresses a version by its step on the head's history."""
+        from simulator import rollback
+        v = self.ledger.version(version_id)
+        run = self.ledger.run(run_id)
+        if version_id == run.start_version_id:
+            step = 0
+        elif v.run_id != run_id:
+            raise InputError(f"version {version_id} is not a version of run {run_id}")
+        else:
+            step = v.step
+        try:
+            target = rollback.version_at(self.ledger, run_id, step)
+        except InputError:
+            target = None
+        if target is None or target.id != version_id:
+            raise InputError(f"v{version_id} is not on the history of run {run_id}'s current head, and a reset "
+                             f"moves the head back along that history; reset to a version marked on the "
+                             f"head's line, or branch from v{version_id} with `editledger branch {run_id}@{v.step}`")
+        return rollback.reset(self.ledger, run_id, step).id
+
+    def revert(self, run_id: int, step: int) -> int:
+        from simulator import rollback
+        return rollback.revert(self.ledger, run_id, step).id
+
+    # ----- diff -------------------------------------------------------------------------------
+    def diff(self, a: int, b: int) -> DiffView:
+        la, lb = self.ledger.lineage(a), self.ledger.lineage(b)
+        common = None
+        for x, y in zip(la, lb):
+            if x.id != y.id:
+                break
+            common = x.id
+        k = 0 if common is None else [x.id for x in la].index(common) + 1
+        path_a, path_b = la[k:], lb[[x.id for x in lb].index(common) + 1 if common is not None else 0:]
+
+        def contributions(path) -> dict[str, list[tuple[str, int, Any]]]:
+            out: dict[str, list[tuple[str, int, Any]]] = {}
+            for v in path:
+                for d in self.ledger.deltas(v.id):
+                    out.setdefault(d.tensor, []).append((d.artifact_digest, v.step, d))
+            return out
+        ca, cb = contributions(path_a), contributions(path_b)
+        tensors = []
+        for name in sorted(set(ca) | set(cb)):
+            # the same artifact on both sides (a revert re-applies later deltas) cancels out
+            da, db = Counter(x[0] for x in ca.get(name, [])), Counter(x[0] for x in cb.get(name, []))
+            only_a, only_b = da - db, db - da
+            if not only_a and not only_b:
+                continue
+            ra = _take(ca.get(name, []), only_a)
+            rb = _take(cb.get(name, []), only_b)
+            bound = sum(d.norm for _, _, d in ra + rb)
+            tensors.append(TensorDiff(tensor=name, only_a=[s for _, s, _ in ra], only_b=[s for _, s, _ in rb],
+                                      norm=self._diff_norm(ra, rb), bound=bound))
+        pa = {(p.suite, p.metric, p.against): p.value for p in self.ledger.probes(a)}
+        pb = {(p.suite, p.metric, p.against): p.value for p in self.ledger.probes(b)}
+        keys = sorted(set(pa) | set(pb), key=lambda k: (metric_order(k[:2]), k[2]))
+        metrics = [MetricDiff(suite=s, metric=m, against=ag, a=pa.get((s, m, ag)), b=pb.get((s, m, ag)))
+                   for s, m, ag in keys]
+        return DiffView(a_id=a, b_id=b, a_label=self._label(la[-1]), b_label=self._label(lb[-1]),
+                        common_id=common, tensors=tensors, metrics=metrics)
+
+    @staticmethod
+    def _label(v) -> str:
+        run = f"run {v.run_id} " if v.run_id is not None else ""
+        return f"v{v.id} ({run}step {v.step}, {v.kind})"
+
+    def _diff_norm(self, ra, rb) -> float | None:
+        """||Σ B-only deltas − Σ A-only deltas||_F in float64 from the stored factors (numpy)."""
+        import numpy as np
+        from safetensors.numpy import load
+
+        shape = (ra or rb)[0][2].shape
+        us, vs, dense = [], [], None
+        try:
+            for sign, rows in ((-1.0, ra), (1.0, rb)):
+                for digest, _, d in rows:
+                    t = load(self.ledger.store.read_bytes(digest))
+                    if d.kind == "low_rank" and len(shape) == 2:
+                        us.append(sign * t["u"].astype(np.float64))
+                        vs.append(t["v"].astype(np.float64))
+                    elif d.kind == "dense":
+                        dense = (0 if dense is None else dense) + sign * t["delta"].astype(np.float64)
+                    elif d.kind == "sparse":
+                        flat = np.zeros(int(np.prod(shape)), dtype=np.float64)
+                        np.add.at(flat, t["indices"].astype(np.int64).ravel(), t["values"].astype(np.float64).ravel())
+                        dense = (0 if dense is None else dense) + sign * flat.reshape(shape)
+                    else:
+                        return None   # adapter state has no weight-space norm
+        except (TypeError, KeyError, ValueError):
+            return None               # e.g. bfloat16 factors, which numpy cannot hold
+        if dense is None:
+            u, v = np.concatenate(us, axis=1), np.concatenate(vs, axis=1)
+            # ||U Vᵀ||² = Σ (UᵀU ∘ VᵀV): never forms the full matrix
+            return float(np.sqrt(max(0.0, float(((u.T @ u) * (v.T @ v)).sum()))))
+        for u, v in zip(us, vs):
+            dense = dense + u @ v.T
+        return float(np.linalg.norm(dense))
+
+    # ----- audit ------------------------------------------------------------------------------
+    def findings(self, run_id: int) -> list[FindingItem]:
+        out = []
+        for f in self.ledger.audit_findings(run_id):
+            step = self.ledger.version(f.version_id).step if f.version_id is not None else None
+            out.append(FindingItem(finding_id=f.id, version_id=f.version_id, step=step, metric=f.metric,
+                                   score=f.score, summary=f.summary, evidence=f.evidence))
+        return out
+
+    def culprit_steps(self, run_id: int) -> list[int]:
+        return sorted({f.step for f in self.findings(run_id) if f.step is not None})
+
+
+def _take(rows, wanted: Counter) -> list:
+    """The rows whose artifact is in ``wanted`` (as many times as counted), in order."""
+    left = Counter(wanted)
+    out = []
+    for r in rows:
+        if left[r[0]] > 0:
+            left[r[0]] -= 1
+            out.append(r)
+    return out

@@ -1,0 +1,164 @@
+"""Runs: every run with its model, method, stream, steps, status, headline metrics and a sparkline."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+
+from tui import format as F
+from tui.screens.base import FilterableScreen
+from tui.viewmodels import Metric, RunItem
+from tui.widgets.lazy_table import Column, LazyTable
+
+# Sort orders offered by `s`, in cycle order: (label, key function)
+SORTS: list[tuple[str, Any]] = [
+    ("id", lambda r: r.run_id),
+    ("updated", lambda r: r.updated),
+    ("model", lambda r: (r.model, r.run_id)),
+    ("method", lambda r: (r.method, r.run_id)),
+    ("status", lambda r: (r.status, r.run_id)),
+    ("steps", lambda r: (r.steps, r.run_id)),
+]
+
+
+class RunsScreen(FilterableScreen):
+    HELP = ("Every run in the ledger. Enter opens a run's timeline; space marks runs to overlay "
+            "their trajectories (t); s cycles the sort order and S reverses it; / filters by any "
+            "shown text. The screen follows the ledger live while a replay writes to it.")
+
+    BINDINGS = [
+        Binding("enter", "open", "Timeline"),
+        Binding("t", "trajectories", "Plot"),
+        Binding("a", "audit", "Audit"),
+        Binding("space", "mark", "Mark"),
+        Binding("s", "sort", "Sort"),
+        Binding("S", "reverse", "Reverse", show=False),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "back", "Back", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sort_index = 0
+        self.sort_reverse = False
+        self.headline: list[Metric] = []
+        self.runs: list[RunItem] = []
+
+    def compose(self) -> ComposeResult:
+        yield self.title_bar()
+        yield self.filter_input()
+        table = LazyTable([], self.format_row, id="main")
+        table.mark_key = lambda r: r.run_id
+        yield table
+        yield self.footer()
+
+    def on_mount(self) -> None:
+        self.reload()
+        self.table.focus()
+
+    def columns(self) -> list[Column]:
+        cols = [Column("run", "run", max_width=14), Column("model", "model", max_width=16),
+                Column("method", "method", max_width=8), Column("stream", "stream", flex=True, width=5),
+                Column("steps", "steps", justify="right"), Column("status", "status", max_width=11)]
+        for m in self.headline:
+            cols.append(Column(F.metric_name(m), short_metric(m)[:6], width=6, justify="right"))
+        spark = {r.spark_metric for r in self.runs if r.spark}
+        label = short_metric(spark.pop()) if len(spark) == 1 else "trend"
+        cols.append(Column("trend", label, width=8))
+        return cols
+
+    def format_row(self, r: RunItem) -> list[Any]:
+        cells: list[Any] = [r.name, r.model, r.method, r.stream, str(r.steps),
+                            F.styled(r.status, F.STATUS_STYLES)]
+        for m in self.headline:
+            cells.append(F.num(r.headline.get(m)))
+        cells.append(Text(F.sparkline(r.spark, 8), style="cyan"))
+        return cells
+
+    def reload(self) -> None:
+        super().reload()
+        self.runs = self.data.runs()
+        headline = self.data.headline_metrics(self.runs)
+        table = self.table
+        if headline != self.headline or not table.columns:
+            self.headline = headline
+            table.columns = self.columns()
+            table._widths = [c.width or len(c.label) for c in table.columns]
+        name, key = SORTS[self.sort_index]
+        table.set_items(sorted(self.runs, key=key, reverse=self.sort_reverse))
+        self.update_title()
+
+    def update_title(self) -> None:
+        name = SORTS[self.sort_index][0]
+        shown = len(self.table.rows)
+        count = f"{shown} of {len(self.runs)} runs" if shown != len(self.runs) else f"{len(self.runs)} runs"
+        parts = [f"editledger · {self.data.location}", count,
+                 f"sort: {name}{' ↓' if self.sort_reverse else ''}"]
+        if self.filter_text:
+            parts.append(f"filter: {self.filter_text}")
+        if self.table.marked:
+            parts.append(f"marked: {len(self.table.marked)}")
+        self.set_title(" · ".join(parts))
+
+    def after_filter(self) -> None:
+        self.update_title()
+
+    def filter_haystack(self, r: RunItem) -> str:
+        return f"{r.run_id} {r.stream_kind}".lower()
+
+    def action_sort(self) -> None:
+        self.sort_index = (self.sort_index + 1) % len(SORTS)
+        self.table.sort(SORTS[self.sort_index][1], reverse=self.sort_reverse)
+        self.update_title()
+
+    def action_reverse(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self.table.sort(SORTS[self.sort_index][1], reverse=self.sort_reverse)
+        self.update_title()
+
+    def action_mark(self) -> None:
+        r = self.table.current_item
+        if r is None:
+            return
+        self.table.marked ^= {r.run_id}
+        self.table.refresh()
+        self.update_title()
+
+    def on_lazy_table_row_selected(self, event: LazyTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        r = self.table.current_item
+        if r is not None:
+            from tui.screens.timeline import TimelineScreen
+            self.app.push_screen(TimelineScreen(r.run_id))
+
+    def action_trajectories(self) -> None:
+        runs = sorted(self.table.marked) or ([self.table.current_item.run_id] if self.table.current_item else [])
+        if runs:
+            from tui.screens.trajectories import TrajectoryScreen
+            self.app.push_screen(TrajectoryScreen(runs))
+
+    def action_audit(self) -> None:
+        r = self.table.current_item
+        if r is not None:
+            from tui.screens.audit import AuditScreen
+            self.app.push_screen(AuditScreen(r.run_id))
+
+    def action_back(self) -> None:
+        if self.filter_text or self.query_one("#filter").has_focus:
+            super().action_back()
+
+
+def short_metric(m: Metric) -> str:
+    """Column header for a metric in ≤7 cells: 'rw.eff', 'nb.ns', 'ppl'."""
+    suite, metric = m
+    abbrev = {"rewrite": "rw", "paraphrase": "para", "neighborhood": "nb", "perplexity": "",
+              "attribute": "attr", "portability_sr": "p.sr", "portability_rr": "p.rr",
+              "portability_oh": "p.oh", "multihop": "hop", "retention": "ret"}
+    head = abbrev.get(suite, suite[:4])
+    tail = metric.replace("efficacy", "eff").replace("_top1", "")
+    label = f"{head}.{tail}" if head else tail
+    return label[:7]

@@ -1,0 +1,136 @@
+"""What the screens show, as plain dataclasses. ``tui/data.py`` builds them from the ledger; the
+screens only format them. Keeping this seam means a schema change touches data.py alone."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Metric = tuple[str, str]   # (suite, metric), e.g. ("rewrite", "efficacy_top1")
+
+
+@dataclass
+class RunItem:
+    run_id: int
+    name: str                 # user label or "run-<id>"
+    model: str                # base model name
+    method: str
+    stream: str               # stream name
+    stream_kind: str          # sequential, round, ...
+    status: str               # running, done, failed, interrupted, stopped
+    steps: int                # highest step recorded
+    head_id: int | None       # head version id
+    updated: str              # "YYYY-MM-DD HH:MM" (UTC, from the ledger; never the wall clock)
+    headline: dict[Metric, float] = field(default_factory=dict)   # latest value of each headline metric
+    spark_metric: Metric | None = None                            # the metric the sparkline draws
+    spark: list[float] = field(default_factory=list)              # its values by step
+
+
+@dataclass
+class TimelineItem:
+    version_id: int
+    parent_id: int | None
+    step: int
+    kind: str                 # base, edit, revert, reset, branch
+    subject: str              # first request's subject ("" for non-edit versions)
+    old: str                  # first request's old target
+    new: str                  # first request's new target
+    n_requests: int
+    note: str                 # revert/reset/branch explanation
+    efficacy: float | None = None                                 # rewrite efficacy at this version
+    changes: dict[Metric, float] = field(default_factory=dict)    # key metric minus its parent's value
+    flags: list[str] = field(default_factory=list)                # audit findings naming this version
+    is_head: bool = False
+    graph: str = ""           # lane drawing of the version DAG (filled by data.graph_lanes)
+
+
+@dataclass
+class DeltaItem:
+    tensor: str
+    layer: str                # the layer index parsed from the tensor name, "" when none
+    kind: str
+    shape: tuple[int, ...]
+    rank: int | None
+    norm: float
+    nbytes: int
+
+
+@dataclass
+class ProbeItemView:
+    suite: str
+    metric: str
+    against: str              # which reference the stored value compares to
+    value: float
+    count: int
+    base: float | None        # the same measurement at the run's start (base) version
+    previous: float | None    # the same measurement at the parent version
+    detail: Any = None        # per-prompt detail as stored
+
+
+@dataclass
+class DetailView:
+    version_id: int
+    run_id: int | None
+    step: int
+    kind: str
+    parent_id: int | None
+    note: str
+    created: str
+    method: str
+    hparams: dict[str, Any]
+    requests: list[dict[str, Any]]            # subject, prompt, target_new, target_old, relation, case_id, group, role
+    deltas: list[DeltaItem]
+    probes: list[ProbeItemView]
+    diagnostics: dict[str, Any]
+    wall_time_s: float
+    export_command: str       # the CLI command that materialises this version's weights
+
+
+@dataclass
+class TensorDiff:
+    tensor: str
+    only_a: list[int]         # steps whose delta on this tensor only A's chain has
+    only_b: list[int]         # steps whose delta on this tensor only B's chain has
+    norm: float | None        # ||W_b - W_a||_F when the factors could be read, else None
+    bound: float              # sum of the differing deltas' norms (an upper bound on ||W_b - W_a||)
+
+
+@dataclass
+class MetricDiff:
+    suite: str
+    metric: str
+    against: str
+    a: float | None
+    b: float | None
+
+    @property
+    def change(self) -> float | None:
+        return None if self.a is None or self.b is None else self.b - self.a
+
+
+@dataclass
+class DiffView:
+    a_id: int
+    b_id: int
+    a_label: str              # "v12 (step 7, edit)"
+    b_label: str
+    common_id: int | None     # nearest common ancestor
+    tensors: list[TensorDiff]
+    metrics: list[MetricDiff]
+
+
+@dataclass
+class FindingItem:
+    finding_id: int
+    version_id: int | None
+    step: int | None
+    metric: str
+    score: float
+    summary: str
+    evidence: Any
+
+
+@dataclass
+class Series:
+    label: str                # "run-3 rewrite/efficacy_top1"
+    steps: list[int]
+    values: list[float]
