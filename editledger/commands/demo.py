@@ -1,0 +1,80 @@
+"""`editledger demo`: the main job. A built-in stream of ~12 ROME edits (with a round edit and a
+reverse conflict) on the embedded Gemma 3 270M, recorded in ./editledger.db, with a table of the
+headline metrics per step and the command that opens the TUI."""
+from __future__ import annotations
+
+import sys
+import time
+
+from .common import add_model_args, open_ledger
+
+# (column title, suite, metric): the headline metrics printed per step.
+COLUMNS = [
+    ("eff", "rewrite", "efficacy_top1"),
+    ("P>old", "rewrite", "efficacy_prob"),
+    ("para", "paraphrase", "efficacy_top1"),
+    ("NS", "neighborhood", "ns"),
+    ("NKL", "neighborhood", "nkl"),
+    ("retain", "retention", "efficacy_top1"),
+]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="the main job: a 12-edit ROME replay on the embedded model",
+                       description="Replay the built-in demo stream (12 ROME edits on facts the embedded "
+                                   "Gemma 3 270M knows, with a round edit and a reverse conflict) into the "
+                                   "ledger (default ./editledger.db) and print the headline metrics per step.")
+    p.add_argument("--model", default="gemma-3-270m", help="model to edit (default: gemma-3-270m)")
+    p.add_argument("--method", default="rome", help="editing method (default: rome)")
+    p.add_argument("--steps", type=int, default=None, help="replay only the first N steps")
+    p.add_argument("--seed", type=int, default=0)
+    add_model_args(p)
+    p.set_defaults(func=run)
+
+
+def _fmt(v) -> str:
+    return "   -  " if v is None else f"{v:6.2f}"
+
+
+def run(args) -> int:
+    from simulator.replay import ReplayOptions, Replayer
+    from simulator.session import Session
+    from simulator.streams.builtin import demo_stream
+    stream = demo_stream()
+    steps = stream.steps[: args.steps] if args.steps else stream.steps
+    t0 = time.perf_counter()
+    with open_ledger(args) as led:
+        print(f"ledger: {led.url}", file=sys.stderr)
+        print(f"loading {args.model} …", file=sys.stderr)
+        session = Session.open(led, args.model, device=args.device)
+        t_load = time.perf_counter() - t0
+        header = f"{'step':>4}  {'edit':<44}" + "".join(f"{c[0]:>7}" for c in COLUMNS)
+        rows: list[str] = []
+
+        def on_step(stepno, step, records, version):
+            vals = {(r.suite, r.metric): r.value for r in records if r.against in ("none", "base")}
+            r = step.requests[0]
+            edit = f"{r.subject}: {(r.target_old or '?').strip()} → {r.target_new.strip()}"
+            tag = f" ({step.kind.replace('_', ' ')} {step.role})" if step.role else ""
+            rows.append(f"{stepno:>4}  {(edit + tag)[:44]:<44}"
+                        + "".join(f" {_fmt(vals.get((s, m)))}" for _, s, m in COLUMNS))
+
+        opts = ReplayOptions(method=args.method, seed=args.seed)
+        replayer = Replayer(session, opts, on_step=on_step)
+        run_id = replayer.start(steps, stream_name=stream.name, stream_digest=stream.digest,
+                                stream_kind=stream.kind, name="demo")
+        total = time.perf_counter() - t0
+        print()
+        print(header)
+        print("\n".join(rows))
+        tm = replayer.timing
+        stats_s = replayer.stats.seconds if hasattr(replayer.stats, "seconds") else 0.0
+        print(f"\nrun {run_id}: {led.run(run_id).status}, {len(rows)} steps in {total:.0f} s "
+              f"(load {t_load:.0f} s, statistics {stats_s:.0f} s, edits {tm['edit_s'] - stats_s:.0f} s, "
+              f"probes {tm['probe_s'] + tm['reference_s']:.0f} s, ledger {tm['record_s']:.1f} s)")
+        print("columns: eff = new target is the top prediction, P>old = P(new) > P(old), para = paraphrases, "
+              "NS = neighbourhood score, NKL = neighbourhood KL to the base model, retain = earlier edits still held")
+        db = "" if args.db is None else f"--db {args.db} "
+        print(f"\nopen the TUI:   editledger {db}tui {run_id}")
+        print(f"survey tables:  editledger {db}report {run_id}")
+    return 0

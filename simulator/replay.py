@@ -1,0 +1,233 @@
+"""Replay: run a stream against a model step by step — editor → delta artifact → apply → probes
+→ one committed ledger transaction per step.
+
+Determinism: every step seeds torch from (run seed, step number) before the editor runs, so the
+same stream, method, model and seed give the same fingerprints, and a resumed replay ends where an
+uninterrupted one would. The stream itself is stored in the run's config, so ``resume`` needs only
+the ledger and the model.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from ledger.errors import InputError
+from simulator.requests import Step
+from simulator.session import Session, delta_to_input
+from simulator.stopping import StopCondition
+
+RESUMABLE = ("running", "interrupted", "failed")
+
+
+@dataclass
+class ReplayOptions:
+    method: str = "rome"                      # editor name (simulator.editors.method_names())
+    hparams_file: str | None = None           # JSON file of hyper-parameters (overrides the spec's defaults)
+    hparams: dict = field(default_factory=dict)   # further overrides, e.g. {"layers": [4]}
+    seed: int = 0                             # seeds every step: torch.manual_seed(seed * 1_000_003 + step)
+    keyframe_every: int = 8                   # full copy of touched tensors every K steps (0 = never)
+    stop_when: list[str] = field(default_factory=list)   # e.g. ["ppl>1.5x"]; see simulator/stopping.py
+    probe_every: dict[str, int] = field(default_factory=dict)  # suite -> every k steps (0 = only at the end)
+    stats_corpus: str = "self"                # "self" (text sampled from the model), "wikitext", or a file path
+    stats_tokens: int | None = None           # tokens for second-moment statistics (None: the method's default)
+    progress: bool = True
+
+    def to_config(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_config(cls, d: dict) -> "ReplayOptions":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def seed_step(seed: int, step: int) -> None:
+    s = seed * 1_000_003 + step
+    torch.manual_seed(s)
+    random.seed(s)
+
+
+class Replayer:
+    """Runs streams on a session. One instance per process; ``on_step`` is called after every
+    committed step (the demo prints its table from it)."""
+
+    def __init__(self, session: Session, options: ReplayOptions, on_step=None):
+        from simulator.editors import get_editor, load_hparams
+        from simulator.probes import ProbeConfig, ProbeRunner
+        self.s, self.opt, self.on_step = session, options, on_step
+        lm = session.lm
+        try:
+            self.editor = get_editor(options.method)
+        except KeyError as e:
+            raise InputError(str(e)) from None
+        self.hparams = load_hparams(options.method, lm.spec, options.hparams_file, options.hparams)
+        cfg = ProbeConfig(every=dict(options.probe_every)) if options.probe_every else ProbeConfig()
+        self.probes = ProbeRunner(lm.model, lm.tokenizer, lm.spec, cfg)
+        self.stops = [StopCondition.parse(t) for t in options.stop_when]
+        self.stats = _stats_provider(session, options)
+        self.timing = {"edit_s": 0.0, "probe_s": 0.0, "record_s": 0.0, "reference_s": 0.0}
+
+    # ---- entry points ------------------------------------------------------------------------
+    def start(self, steps: list[Step], *, stream_name: str, stream_digest: str, stream_kind: str,
+              name: str | None = None, start_version_id: int | None = None, first_step: int = 1,
+              extra_config: dict | None = None) -> int:
+        """Begin a new run from ``start_version_id`` (default: the base version) and replay it."""
+        if not steps:
+            raise InputError(f"stream {stream_name} has no steps: nothing to replay")
+        led = self.s.ledger
+        start = start_version_id or self.s.base_version_id
+        reference = self._reference(steps, start)
+        config = {"model": self.s.lm.source, "options": self.opt.to_config(),
+                  "stream": [st.to_dict() for st in steps], "first_step": first_step,
+                  "reference": reference, "stop_when": list(self.opt.stop_when),
+                  **(extra_config or {})}
+        run = led.begin_run(base_model_id=self.s.base_model_id, method=self.opt.method,
+                            hparams=_as_dict(self.hparams), stream_name=stream_name,
+                            stream_digest=stream_digest, stream_kind=stream_kind, config=config,
+                            parent_version_id=start, name=name)
+        return self._replay(run.id, steps, first_step, start, reference, previous=None, index=0)
+
+    def resume(self, run_id: int) -> int:
+        led = self.s.ledger
+        run = led.run(run_id)
+        if run.status not in RESUMABLE:
+            raise InputError(f"run {run_id} is {run.status}; only a run that is running, interrupted or "
+                             "failed can be resumed (start a new one with `editledger replay`)")
+        cfg = run.config or {}
+        steps = [Step.from_dict(d) for d in cfg["stream"]]
+        first = int(cfg.get("first_step", 1))
+        done = led.last_committed_step(run_id)
+        index = max(0, done - first + 1)            # steps already committed
+        head = run.head_version_id
+        self.s.checkout(head)                       # verified: the weights are the committed ones
+        previous = None
+        if index > 0:                               # rebuild the comparison state of the last step
+            _, previous = self.probes.measure(step_index=index, steps=steps,
+                                              reference=cfg["reference"], previous=None)
+        led.set_run_status(run_id, "running", note=f"resumed after step {done}")
+        return self._replay(run_id, steps, first, head, cfg["reference"], previous, index)
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def _reference(self, steps: list[Step], start_version_id: int) -> dict:
+        """Score what later comparisons need, on the *base* weights (rule 5: measure against the base)."""
+        t = time.perf_counter()
+        here = self.s.current_version_id
+        if here != self.s.base_version_id:
+            self.s.checkout(self.s.base_version_id)
+        ref = self.probes.reference(steps)
+        if start_version_id != self.s.current_version_id:
+            self.s.checkout(start_version_id)
+        self.timing["reference_s"] += time.perf_counter() - t
+        return ref
+
+    def _replay(self, run_id: int, steps: list[Step], first_step: int, head: int, reference: dict,
+                previous: dict | None, index: int) -> int:
+        led, ws = self.s.ledger, self.s.workspace
+        fps = dict(led.version(head).tensor_fingerprints or {})
+        base_values = _base_values(reference)
+        bar = tqdm(total=len(steps), initial=index, desc=f"run {run_id}", unit="edit",
+                   disable=not self.opt.progress, leave=True, dynamic_ncols=True)
+        try:
+            for i in range(index, len(steps)):
+                step, stepno = steps[i], first_step + i
+                req = step.requests[0]
+                bar.set_postfix_str(f"{req.subject}: {(req.target_old or '?').strip()} → {req.target_new.strip()}")
+                seed_step(self.opt.seed, stepno)
+                t0 = time.perf_counter()
+                result = self.editor.edit(self.s.lm.model, self.s.lm.tokenizer, self.s.lm.spec,
+                                          step.requests, self.hparams, stats=self.stats)
+                for d in result.deltas:
+                    ws.apply(d)
+                fps.update(ws.fingerprints({d.tensor for d in result.deltas}))
+                t1 = time.perf_counter()
+                records, state = self.probes.measure(step_index=i + 1, steps=steps, reference=reference,
+                                                     previous=previous, final=(i == len(steps) - 1))
+                t2 = time.perf_counter()
+                keyframe = None
+                if self.opt.keyframe_every and stepno % self.opt.keyframe_every == 0:
+                    keyframe = self.s.keyframe_of(fps)
+                diag = dict(result.diagnostics)
+                diag["timing_s"] = {"edit": round(t1 - t0, 4), "probes": round(t2 - t1, 4)}
+                version = led.record_step(
+                    run_id, step=stepno, parent_version_id=head, kind="edit",
+                    requests=[r.to_dict() for r in step.requests],
+                    deltas=[delta_to_input(d, ws.param(d.tensor).shape) for d in result.deltas],
+                    tensor_fingerprints=dict(fps), diagnostics=diag, wall_time_s=t2 - t0,
+                    probes=records, stats_used=list(result.stats_used), keyframe=keyframe,
+                    group=step.group, role=step.role, base_fingerprint=self.s.lm.fingerprint)
+                t3 = time.perf_counter()
+                self.timing["edit_s"] += t1 - t0
+                self.timing["probe_s"] += t2 - t1
+                self.timing["record_s"] += t3 - t2
+                head, previous = version.id, state
+                self.s.current_version_id = head
+                eff = _value(records, "rewrite", "efficacy_top1")
+                bar.set_postfix_str(f"{req.subject} → {req.target_new.strip()}  efficacy "
+                                    f"{'?' if eff is None else f'{eff:.2f}'}")
+                bar.update(1)
+                if self.on_step:
+                    self.on_step(stepno, step, records, version)
+                hit = next((c for c in self.stops
+                            if c.triggered(_value(records, c.suite, c.metric),
+                                           base_values.get((c.suite, c.metric)))), None)
+                if hit:
+                    self._stop(run_id, hit, version, stepno, records, base_values)
+                    return run_id
+        except KeyboardInterrupt:
+            led.set_run_status(run_id, "interrupted", note=f"interrupted after step {led.last_committed_step(run_id)}")
+            raise
+        except BaseException as e:
+            led.set_run_status(run_id, "failed", note=f"{type(e).__name__}: {e}"[:500])
+            raise
+        finally:
+            bar.close()
+        led.set_run_status(run_id, "done")
+        return run_id
+
+    def _stop(self, run_id, cond: StopCondition, version, stepno, records, base_values) -> None:
+        """Record the condition, roll the head back to the last good version, stop the run."""
+        from simulator.rollback import reset
+        led = self.s.ledger
+        value = _value(records, cond.suite, cond.metric)
+        limit = cond.limit(base_values.get((cond.suite, cond.metric)))
+        good = version.parent_id
+        good_step = led.version(good).step
+        reset(led, run_id, to_step=good_step,
+              note=f"stop condition {cond.text!r} met at step {stepno} ({cond.suite}.{cond.metric}="
+                   f"{value:.4g}, limit {limit:.4g}); rolled back to step {good_step}")
+        self.s.checkout(led.run(run_id).head_version_id)
+        led.set_run_status(run_id, "stopped", note=f"{cond.text} at step {stepno}; head reset to step {good_step}")
+
+
+def _value(records, suite: str, metric: str) -> float | None:
+    for r in records:
+        if r.suite == suite and r.metric == metric and r.against in ("none", "base"):
+            return float(r.value)
+    return None
+
+
+def _base_values(reference: dict) -> dict[tuple[str, str], float]:
+    """Base-model values of run-level metrics (perplexity, downstream) if the probes put them in the
+    reference under "base_metrics": {"suite.metric": value}."""
+    out = {}
+    for k, v in (reference or {}).get("base_metrics", {}).items():
+        suite, metric = k.split(".", 1)
+        out[(suite, metric)] = float(v)
+    return out
+
+
+def _as_dict(hparams) -> dict:
+    if hasattr(hparams, "__dataclass_fields__"):
+        return asdict(hparams)
+    return dict(hparams)
+
+
+def _stats_provider(session: Session, options: ReplayOptions):
+    """Second-moment statistics backed by the ledger (content-addressed, keyed by model fingerprint,
+    layer, corpus digest and sample count). Wired to the models engineer's StatsProvider."""
+    from simulator.stats_ledger import ledger_stats_provider
+    return ledger_stats_provider(session, options.stats_corpus, options.stats_tokens, options.progress)

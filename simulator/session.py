@@ -1,0 +1,127 @@
+"""A session: one loaded model, its ledger record, and the workspace that moves its weights
+between versions. Replay, checkout, revert and audit all work through a session."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ledger import Ledger
+from ledger.errors import InputError, IntegrityError
+from ledger.records import DeltaInput
+from simulator.checkout import ChainLink, Workspace
+from simulator.deltas import TensorDelta
+
+
+def delta_from_row(ledger: Ledger, row) -> TensorDelta:
+    """Rebuild a TensorDelta from its ledger row (the artifact is digest-verified on read)."""
+    return TensorDelta(tensor=row.tensor, kind=row.kind, factors=ledger.read_artifact(row.artifact_digest))
+
+
+def delta_to_input(d: TensorDelta, shape) -> DeltaInput:
+    return DeltaInput(tensor=d.tensor, kind=d.kind, tensors={k: v.detach().contiguous().cpu()
+                                                            for k, v in d.factors.items()},
+                      shape=tuple(int(s) for s in shape), rank=d.rank, norm=d.norm())
+
+
+@dataclass
+class Session:
+    ledger: Ledger
+    lm: object                  # simulator.models.LoadedModel
+    base_model_id: int
+    base_version_id: int
+    workspace: Workspace
+    current_version_id: int     # the version whose weights are live in the model now
+
+    @classmethod
+    def open(cls, ledger: Ledger, model: str, *, device: str | None = None, progress: bool = True) -> "Session":
+        from simulator.models import load_model
+        lm = load_model(model, device=device, progress=progress)
+        row = ledger.register_base_model(name=lm.spec.name if lm.source == model else model,
+                                         source=lm.source, fingerprint=lm.fingerprint,
+                                         config=_jsonable(lm.config))
+        base = ledger.base_version(row.id)
+        lm.model.eval()
+        return cls(ledger=ledger, lm=lm, base_model_id=row.id, base_version_id=base.id,
+                   workspace=Workspace.of(lm.model), current_version_id=base.id)
+
+    @classmethod
+    def for_run(cls, ledger: Ledger, run_id: int, *, device: str | None = None,
+                model: str | None = None, progress: bool = True) -> "Session":
+        """Load the model a run was recorded on and check that it is the same base model."""
+        run = ledger.run(run_id)
+        bm = ledger.base_model(run.base_model_id)
+        src = model or (run.config or {}).get("model") or bm.source
+        s = cls.open(ledger, src, device=device, progress=progress)
+        if s.base_model_id != run.base_model_id:
+            raise InputError(f"run {run_id} was recorded on base model {bm.name} (fingerprint "
+                             f"{bm.fingerprint[:12]}…), but {src!r} loads a model with fingerprint "
+                             f"{s.lm.fingerprint[:12]}…: pass the original model with --model")
+        return s
+
+    # ---- moving between versions -------------------------------------------------------------
+    def chain(self, version_id: int) -> tuple[list[ChainLink], dict[str, str]]:
+        """The links base..version (deltas loaded only where they will be applied) and the
+        fingerprints recorded for the version."""
+        lineage = self.ledger.lineage(version_id)
+        target = lineage[-1]
+        rows = [(v, self.ledger.deltas(v.id)) for v in lineage]
+        # the latest keyframe of each tensor: deltas before it need not be read at all
+        kf_at: dict[str, int] = {}
+        kf_maps: dict[int, dict[str, str]] = {}
+        for i, (v, _) in enumerate(rows):
+            kf = self.ledger.keyframe(v.id)
+            if kf:
+                kf_maps[i] = kf
+                for name in kf:
+                    kf_at[name] = i
+        links = []
+        for i, (v, drows) in enumerate(rows):
+            deltas = [delta_from_row(self.ledger, r) for r in drows if i > kf_at.get(r.tensor, -1)]
+            keyframe = None
+            if i in kf_maps:
+                wanted = {n: dg for n, dg in kf_maps[i].items() if kf_at[n] == i}
+                keyframe = {}
+                for name, digest in wanted.items():
+                    (value,) = self.ledger.read_artifact(digest).values()
+                    keyframe[name] = value
+            links.append(ChainLink(version_id=v.id, deltas=deltas, keyframe=keyframe))
+        return links, dict(target.tensor_fingerprints or {})
+
+    def checkout(self, version_id: int, *, verify: bool = True) -> dict[str, str]:
+        links, expected = self.chain(version_id)
+        got = self.workspace.materialise(links, expected if verify else None, what=f"version {version_id}")
+        self.current_version_id = version_id
+        return got
+
+    def export(self, version_id: int, out_dir: str | Path) -> Path:
+        """Write the weights of ``version_id`` as a Hugging Face model directory."""
+        from simulator.models import export_model_dir
+        self.checkout(version_id)
+        out = export_model_dir(self.lm.model, self.lm.tokenizer, None, out_dir)
+        (Path(out) / "editledger.json").write_text(json.dumps(
+            {"version_id": version_id, "base_fingerprint": self.lm.fingerprint,
+             "tensor_fingerprints": self.ledger.version(version_id).tensor_fingerprints}, indent=2))
+        return Path(out)
+
+    def keyframe_of(self, names) -> dict[str, torch.Tensor]:
+        """Full copies of the named live tensors (a keyframe bounds later checkouts' work)."""
+        return {n: self.workspace.param(n).detach().cpu().clone() for n in sorted(names)}
+
+
+def _jsonable(obj):
+    try:
+        json.dumps(obj)
+        return obj
+    except TypeError:
+        return json.loads(json.dumps(obj, default=str))
+
+
+def ensure_same_weights(session: Session, version_id: int) -> None:
+    """Assert that the live weights are those of ``version_id`` (used after replays)."""
+    v = session.ledger.version(version_id)
+    got = session.workspace.fingerprints((v.tensor_fingerprints or {}).keys())
+    if got != dict(v.tensor_fingerprints or {}):
+        raise IntegrityError(f"live weights differ from version {version_id}")
