@@ -231,6 +231,8 @@ class ProbeRunner:
                 gen = self._general(gsuites)
                 recs += _general_records(gen, reference.get("general", {}), prev.get("general", {}))
                 state["general"].update(gen)
+        # the ledger stores finite numbers only; an undefined aggregate (no items) is not a measurement
+        recs = [r for r in recs if math.isfinite(r.value)]
         return recs, state
 
     # ------------------------------------------------------------------------- general abilities
@@ -486,10 +488,9 @@ def _retention(ctx: _Ctx, edit_eff: dict[str, float]) -> list[ProbeRecord]:
             row["top1_previous"] = M.accuracy(_top1(ctx.prev[k]) for k in kt)
         rows.append(row)
     earlier = [r for r in rows if r["step"] < ctx.t]
-    if not rows:
+    if not earlier:       # nothing to retain yet at the first edit
         return []
-    recs = [_rec("retention", "efficacy_top1", M.mean(r["top1"] for r in earlier) if earlier else float("nan"),
-                 len(earlier), rows)]
+    recs = [_rec("retention", "efficacy_top1", M.mean(r["top1"] for r in earlier), len(earlier), rows)]
     forg = [r["at_edit"] - r["top1"] for r in earlier if r["at_edit"] is not None]
     if forg:
         recs.append(_rec("retention", "forgetting", M.mean(forg), len(forg), None))
