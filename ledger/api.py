@@ -385,19 +385,18 @@ class Ledger:
         """Every version of the run in (step, id) order with its first request and the efficacy
         probe (one query; plain tuples, no ORM objects, so 10,000 versions stay fast)."""
         v, er, pr = VersionRow.__table__, EditRequestRow.__table__, ProbeResultRow.__table__
-        # efficacy per version: prefer against="none", then "base", then "previous"
+        # efficacy per version, a correlated subquery on ix_probe_result_version_id (a join against
+        # a derived table makes SQLite scan it once per version: quadratic). Prefer against="none",
+        # then "base", then "previous"; the first recorded wins.
         rank = sa.case((pr.c.against == "none", 0), (pr.c.against == "base", 1), else_=2)
-        eff = (sa.select(pr.c.version_id, pr.c.value,
-                         sa.func.row_number().over(partition_by=pr.c.version_id,
-                                                   order_by=(rank, pr.c.id)).label("rn"))
-               .where(pr.c.run_id == run_id, pr.c.suite == efficacy[0], pr.c.metric == efficacy[1])
-               .subquery("eff"))
+        eff = (sa.select(pr.c.value)
+               .where(pr.c.version_id == v.c.id, pr.c.suite == efficacy[0], pr.c.metric == efficacy[1])
+               .order_by(rank, pr.c.id).limit(1).correlate(v).scalar_subquery())
         q = (sa.select(v.c.id, v.c.parent_id, v.c.step, v.c.kind, v.c.n_requests, er.c.subject,
-                       er.c.target_old, er.c.target_new, er.c.group, er.c.role, eff.c.value,
+                       er.c.target_old, er.c.target_new, er.c.group, er.c.role, eff,
                        v.c.wall_time_s, v.c.note, v.c.created_at)
              .select_from(v)
              .outerjoin(er, sa.and_(er.c.version_id == v.c.id, er.c.position == 0))
-             .outerjoin(eff, sa.and_(eff.c.version_id == v.c.id, eff.c.rn == 1))
              .where(v.c.run_id == run_id)
              .order_by(v.c.step, v.c.id))
         with self.engine.connect() as c:
