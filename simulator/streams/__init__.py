@@ -14,3 +14,8 @@ from simulator.streams.format import (FORMAT_VERSION, MIXED, Stream, StreamForma
 
 __all__ = ["FORMAT_VERSION", "MIXED", "Stream", "StreamFormatError", "load_stream",
            "parse_stream_bytes", "save_stream", "steps_digest"]
+from simulator.streams.adapters import read_benchmark  # noqa: E402
+from simulator.streams.make import make_stream  # noqa: E402
+from simulator.streams.records import Record  # noqa: E402
+
+__all__ += ["Record", "make_stream", "read_benchmark"]

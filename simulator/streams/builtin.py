@@ -1,0 +1,188 @@
+"""Streams on the built-in facts (simulator/facts): records, synthesized cases, the demo stream.
+
+Only facts that passed scripts/check_facts.py on the base model are used. Conflict and multi-hop
+cases are built from the facts' relations:
+
+    reverse conflict    (France, capital, Paris -> Berlin), then (Berlin, capital-of, France -> Spain)
+                        k_o = capital of France is Berlin, k_n = capital of Spain is Berlin
+    composite conflict  tied fact (Eiffel Tower, in city, Paris); rule: in city C & C in country K
+                        -> in country K. Edit 1 (Paris, in country, France -> K2), edit 2
+                        (Eiffel Tower, in country, France -> K3); k_o = Eiffel Tower in K2, k_n = in K3
+    multi-hop           (Eiffel Tower, in city, Paris -> C2) [, (C2, in country, K -> K3)], asked
+                        "The Eiffel Tower is located in the country of" -> K3 (or C2's country)
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+from simulator.facts import Fact, FactSet, load_facts, passing
+from simulator.requests import EditRequest, ProbeItem, Step
+from simulator.streams.format import MIXED, Stream
+from simulator.streams.records import Record, sp
+
+
+def _facts(ids: list[str] | None) -> list[Fact]:
+    ok = passing()
+    if ids is None:
+        return ok
+    want = set(ids)
+    return [f for f in ok if f.id in want]
+
+
+def builtin_records(seed: int = 0, ids: list[str] | None = None) -> list[Record]:
+    """One record per passing fact, its new target drawn (seeded) among same-type objects."""
+    fs, rng = load_facts(), random.Random(seed)
+    out = []
+    for f in _facts(ids):
+        new = fs.new_target(f, rng)
+        out.append(Record("builtin", f.id, [f.request(new)], [fs.probes(f, new)]))
+    return out
+
+
+def _conflict_items(prompts: list[str], s_old: str, s_new: str, o_old: str, o_new: str, meta: dict) -> list[ProbeItem]:
+    items = []
+    for t in prompts:
+        items.append(ProbeItem(t.format(s_old), sp(o_old), alt=sp(o_new) if s_old == s_new else None,
+                               meta={**meta, "fact": "k_o"}))
+        items.append(ProbeItem(t.format(s_new), sp(o_new), alt=sp(o_old) if s_old == s_new else None,
+                               meta={**meta, "fact": "k_n"}))
+    return items
+
+
+def _reverse_case(fs: FactSet, f: Fact, rng: random.Random, facts: list[Fact]) -> Record | None:
+    rel = f.relation
+    others = [g for g in facts if g.relation == rel and g.subject != f.subject]
+    if not rel.reverse or not others:
+        return None
+    o2 = fs.new_target(f, rng)
+    s2_fact = rng.choice([g for g in others if g.target != o2] or others)
+    s2 = s2_fact.subject
+    cid = f"reverse-{f.id}"
+    meta = {"case_id": cid, "type": "reverse"}
+    r1 = f.request(o2)
+    r2 = EditRequest(subject=o2, prompt=rel.reverse, target_new=sp(s2), target_old=sp(f.subject),
+                     relation=rel.id + "-reverse", case_id=cid)
+    conflict = _conflict_items([rel.prompt, *rel.paraphrases], f.subject, s2, o2, o2, meta)
+    p1 = {**fs.probes(f, o2), "conflict": conflict}
+    p2 = {"rewrite": [ProbeItem(r2.text, r2.target_new, alt=r2.target_old, meta=meta)],
+          "paraphrase": [ProbeItem(t.format(o2), r2.target_new, alt=r2.target_old, meta=meta)
+                         for t in rel.reverse_paraphrases],
+          # other objects of the relation still answer their own subject
+          "neighborhood": [ProbeItem(rel.reverse.format(g.target), sp(g.subject), alt=sp(s2), meta=meta)
+                           for g in others if g.target != o2 and g.subject != s2][:5],
+          # the reversed relation of the second edit: the capital of s2 is now o2 (that is k_n)
+          "portability_rr": [ProbeItem(rel.prompt.format(s2), sp(o2), alt=sp(s2_fact.target), meta=meta)],
+          "conflict": list(conflict)}
+    return Record("builtin", cid, [r1, r2], [p1, p2], native="reverse_conflict")
+
+
+def _composite_case(fs: FactSet, f: Fact, rng: random.Random) -> Record | None:
+    rel = f.relation
+    city_rel = next((r for r in fs.relations.values() if r.subject_type == "city" and r.object_type == "country"), None)
+    if not rel.one_hop or rel.via != "country" or city_rel is None:
+        return None
+    k = fs.prop("city", f.target, "country")
+    countries = [c for c in fs.objects["country"] if c != k]
+    k2, k3 = rng.sample(countries, 2)
+    cid = f"composite-{f.id}"
+    meta = {"case_id": cid, "type": "composite", "rule": f"{rel.id}&{city_rel.id}>{city_rel.id}"}
+    r1 = EditRequest(subject=f.target, prompt=city_rel.prompt, target_new=sp(k2), target_old=sp(k),
+                     relation=city_rel.id, case_id=cid)
+    r2 = EditRequest(subject=f.subject, prompt=rel.one_hop, target_new=sp(k3), target_old=sp(k),
+                     relation=city_rel.id, case_id=cid)
+    conflict = _conflict_items([rel.one_hop], f.subject, f.subject, k2, k3, meta)
+    tied = [ProbeItem(t.format(f.subject), sp(f.target), meta={**meta, "fact": "k_f"})
+            for t in (rel.prompt, *rel.paraphrases)]
+    probes = [{"rewrite": [ProbeItem(r.text, r.target_new, alt=r.target_old, meta={**meta, "edit": i})],
+               "conflict": list(conflict), "tied_fact": list(tied)} for i, r in enumerate((r1, r2))]
+    return Record("builtin", cid, [r1, r2], probes, native="composite_conflict")
+
+
+def _multihop_case(fs: FactSet, f: Fact, rng: random.Random, facts: list[Fact]) -> Record | None:
+    rel = f.relation
+    if not rel.one_hop or rel.via != "country":
+        return None
+    cities = {g.subject: g for g in facts if g.relation.subject_type == "city" and g.relation.object_type == "country"}
+    cands = fs.candidates(f)
+    with_fact = [c for c in cands if c in cities]
+    c2 = rng.choice(with_fact or cands)
+    cid = f"multihop-{f.id}"
+    requests = [f.request(c2)]
+    probes = [fs.probes(f, c2)]
+    answer, old = fs.prop("city", c2, "country"), fs.prop("city", f.target, "country")
+    hops = [ProbeItem(f.text, sp(c2), meta={"case_id": cid, "part": "single_hop", "hop": 0})]
+    if c2 in cities:
+        g = cities[c2]
+        k3 = fs.new_target(g, rng, avoid=(old,))
+        requests.append(g.request(k3))
+        probes.append(fs.probes(g, k3))
+        answer = k3
+        hops.append(ProbeItem(g.text, sp(k3), meta={"case_id": cid, "part": "single_hop", "hop": 1}))
+    question = ProbeItem(rel.one_hop.format(f.subject), sp(answer), alt=sp(old),
+                         meta={"case_id": cid, "part": "question", "q": 0})
+    probes[-1] = {**probes[-1], "multihop": [question, *hops]}
+    requests = [replace(r, case_id=cid) for r in requests]  # the case groups its edits
+    return Record("builtin", cid, requests, probes, native="multihop")
+
+
+def synthesize(kind: str, ids: list[str] | None, seed: int) -> list[Record]:
+    """Cases of a conflict / multi-hop kind built from the passing facts (restricted to `ids`)."""
+    fs, rng, facts = load_facts(), random.Random(seed), _facts(ids)
+    out = []
+    for f in facts:
+        if kind == "reverse_conflict":
+            r = _reverse_case(fs, f, rng, facts)
+        elif kind == "composite_conflict":
+            r = _composite_case(fs, f, rng)
+        elif kind == "multihop":
+            r = _multihop_case(fs, f, rng, facts)
+        else:
+            raise ValueError(f"no built-in synthesis for kind {kind!r}")
+        if r is not None:
+            out.append(r)
+    return out
+
+
+def demo_stream() -> list[Step]:
+    """The built-in mixed demo: 12 single-request steps on passing facts, deterministic.
+
+    Steps 1-4 sequential edits, 5-6 a round edit (forward, back), 7-8 a reverse conflict,
+    9-12 sequential edits. Every step carries rewrite, paraphrase, neighborhood and portability
+    probes, plus round / conflict where they apply.
+    """
+    from simulator.streams.make import _drop_edited, _round_items, _swap
+    fs, rng = load_facts(), random.Random(0)
+    facts = passing()
+    rev = next((f for f in facts if f.relation.reverse), None)
+    assert rev is not None, "the demo needs a passing fact with a reverse relation (a capital)"
+    rest = [f for f in facts if f is not rev and f.subject != rev.subject]
+    rng.shuffle(rest)
+    rnd = next((f for f in rest if f.relation.one_hop), rest[0])  # round trip on a landmark if possible
+    seq = [f for f in rest if f is not rnd][:8]
+    assert len(seq) == 8, f"the demo needs 10 passing facts, only {len(facts)} pass"
+
+    def single(f: Fact) -> Step:
+        new = fs.new_target(f, rng, avoid=(rev.target,))
+        return Step(requests=[f.request(new)], kind="sequential", probes=fs.probes(f, new))
+
+    steps = [single(f) for f in seq[:4]]
+    new = fs.new_target(rnd, rng)
+    fwd, probes = rnd.request(new), fs.probes(rnd, new)
+    objects = (fwd.target_old,) + tuple(sp(o) for o in rng.sample([c for c in fs.candidates(rnd) if c != new], 3))
+    steps.append(Step(requests=[fwd], kind="round", group=f"round-{rnd.id}", role="forward",
+                      probes={**probes, "round": _round_items(fwd, fwd.target_new, objects, "forward")}))
+    steps.append(Step(requests=[replace(fwd, target_new=fwd.target_old, target_old=fwd.target_new)], kind="round",
+                      group=f"round-{rnd.id}", role="back",
+                      probes={**_swap(probes), "round": _round_items(fwd, fwd.target_old, objects, "back")}))
+    case = _reverse_case(fs, rev, rng, facts)
+    steps += [Step(requests=[r], kind="reverse_conflict", group=case.case_id, role=role, probes=dict(p))
+              for r, p, role in zip(case.requests, case.probes, ("first", "second"))]
+    steps += [single(f) for f in seq[4:8]]
+    _drop_edited(steps)
+    return steps
+
+
+def demo() -> Stream:
+    """demo_stream() as a Stream named "demo" (kind "mixed")."""
+    return Stream(name="demo", kind=MIXED, steps=demo_stream(), meta={"source": "builtin"})

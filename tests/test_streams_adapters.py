@@ -1,0 +1,186 @@
+"""Benchmark adapters on the real samples in ../shared/data (skipped when absent): every adapter
+parses its sample, and the first record of each maps to the fields read off the file by hand."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ledger.errors import InputError
+from simulator.streams import make_stream, read_benchmark
+from simulator.streams.adapters import detect
+
+SHARED = Path(os.environ.get("EDITLEDGER_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+DATA = SHARED / "data"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared benchmark samples absent")
+
+FILES = {
+    "counterfact-rome": "counterfact/rome_format/cf_preview.json",
+    "counterfact-easyedit": "counterfact/easyedit_format/counterfact-edit-1k.json",
+    "zsre-mend": "zsre/zsre_mend_train-1k.json",
+    "zsre-portability": "portability/zsre_mend_eval_portability_gpt4.json",
+    "knowedit-counterfact": "portability/knowedit_wiki_counterfact/test_cf.json",
+    "mquake": "mquake/MQuAKE-hard.json",
+    "conflictedit-reverse": "conflictedit/GPT-J/reverse_edit.json",
+    "conflictedit-composite": "conflictedit/GPT-J/composite_edit.json",
+    "conflictedit-coverage": "conflictedit/GPT-J/coverage_edit.json",
+    "roundedit-easy": "roundedit/GPT-J/easy.json",
+    "roundedit-hard": "roundedit/GPT-J/hard.json",
+}
+_cache = {}
+
+
+def records(name):
+    if name not in _cache:
+        _cache[name] = read_benchmark(DATA / FILES[name])
+    return _cache[name]
+
+
+def items(rec, suite, step=0):
+    return rec.probes[step][suite]
+
+
+@needs_data
+@pytest.mark.parametrize("name", list(FILES))
+def test_every_adapter_parses_its_sample(name):
+    raw = json.loads((DATA / FILES[name]).read_text("utf-8"))
+    recs = records(name)
+    # at most 1% of records can be unusable (subject absent from the prompt, braces, empty target)
+    assert len(recs) >= 0.99 * len(raw), (name, len(recs), len(raw))
+    for r in recs[:50]:
+        for req in r.requests:
+            assert req.target_new.startswith(" ") and req.target_new.strip()
+            assert req.prompt.count("{}") == 1 and req.text.startswith(req.prompt.split("{}")[0])
+        assert "rewrite" in r.probes[0]
+
+
+@needs_data
+def test_counterfact_rome_first_record():
+    r = records("counterfact-rome")[0]
+    (req,) = r.requests
+    assert (req.subject, req.prompt, req.target_new, req.target_old, req.relation, req.case_id) == \
+        ("Danielle Darrieux", "The mother tongue of {} is", " English", " French", "P103", "0")
+    assert items(r, "rewrite")[0].prompt == "The mother tongue of Danielle Darrieux is"
+    assert [p.prompt for p in items(r, "paraphrase")][1].startswith("An album was recorded for Capitol")
+    nb = items(r, "neighborhood")
+    assert len(nb) == 10 and nb[0].prompt == "The mother tongue of Léon Blum is"
+    assert (nb[0].target, nb[0].alt) == (" French", " English")
+    at = items(r, "attribute")[0]
+    assert (at.prompt, at.target) == ("J.\u00a0R.\u00a0R. Tolkien is a native speaker of", " English")
+
+
+@needs_data
+def test_counterfact_easyedit_and_zsre_first_records():
+    r = records("counterfact-easyedit")[0]
+    assert r.requests[0].prompt == "{} professionally plays the sport"
+    assert (r.requests[0].target_new, r.requests[0].target_old) == (" baseball", " basketball")
+    assert items(r, "neighborhood")[0].prompt == "Shaquille O'Neal plays"
+    z = records("zsre-mend")[0]
+    assert (z.requests[0].subject, z.requests[0].prompt) == ("UniFirst", "What is the product made by {}?")
+    assert (z.requests[0].target_new, z.requests[0].target_old) == (" unmanned aircraft", " uniform")
+    assert items(z, "paraphrase")[0].prompt == "What will be the product of UniFirst?"
+    loc = items(z, "neighborhood")[0]
+    assert (loc.prompt, loc.target) == ("nq question: john goodman's character in the big lebowski", " Walter Sobchak")
+    p = records("zsre-portability")[0]
+    oh = items(p, "portability_oh")[0]
+    assert oh.target == " Athletics" and oh.prompt.startswith("What type of sports event is the IAAF")
+
+
+@needs_data
+def test_knowedit_portability_first_record():
+    r = records("knowedit-counterfact")[0]
+    assert r.requests[0].prompt == "The name of the country of citizenship of {} is"
+    assert (r.requests[0].target_new, r.requests[0].target_old) == (" Syria", " United States of America")
+    sr = items(r, "portability_sr")
+    assert sr[0].prompt == "The name of the country of citizenship of Di Caprio is" and sr[0].target == " Syria"
+    assert " Syrian Arab Republic" in sr[0].answers
+    oh = items(r, "portability_oh")[0]
+    assert oh.target == " Syrian pound" and " SYP" in oh.answers
+    at = items(r, "attribute")[0]
+    assert (at.prompt, at.target) == ("The name of the mother of Leonardo DiCaprio is", " Irmelin DiCaprio")
+
+
+@needs_data
+def test_mquake_first_case():
+    r = records("mquake")[0]
+    assert r.native == "multihop" and len(r.requests) == 4
+    assert (r.requests[0].subject, r.requests[0].target_new, r.requests[0].target_old) == \
+        ("Hey Jude", " Madonna", " The Beatles")
+    assert r.requests[3].prompt == "The official language of {} is"
+    assert "multihop" not in r.probes[0] and items(r, "paraphrase", 1)[0].prompt == "Who is the director of Madonna?"
+    mh = items(r, "multihop", 3)
+    qs = [p for p in mh if p.meta["part"] == "question"]
+    hops = [p for p in mh if p.meta["part"] == "single_hop"]
+    assert len(qs) == 3 and len(hops) == 4
+    assert (qs[0].target, qs[0].alt) == (" Arabic", " English") and " Arabic language" in qs[0].answers
+    assert (hops[0].prompt, hops[0].target) == ("Hey Jude was performed by", " Madonna")
+
+
+@needs_data
+def test_conflictedit_cases():
+    r = records("conflictedit-reverse")[0]
+    assert r.native == "reverse_conflict"
+    e1, e2 = r.requests
+    assert (e1.subject, e1.target_new, e1.target_old) == \
+        ("Francisco de Goya", " landscape with fighting bulls", " The Second of May 1808")
+    assert (e2.subject, e2.prompt, e2.target_new, e2.target_old) == \
+        ("landscape with fighting bulls", "The creater of {} is", " Richard Strauss", " Francisco de Goya")
+    c = {p.meta["fact"]: p for p in items(r, "conflict") if "notable work" in p.prompt}
+    assert c["k_o"].prompt == "The notable work of Francisco de Goya is"
+    assert c["k_n"].prompt == "The notable work of Richard Strauss is"
+    assert c["k_o"].target == c["k_n"].target == " landscape with fighting bulls"
+    assert items(r, "conflict", 0) == items(r, "conflict", 1)  # on both steps
+    r = records("conflictedit-composite")[0]
+    k = {p.meta["fact"]: p for p in items(r, "conflict", 1) if p.prompt == "The citizenship of Irwin Cotler is"}
+    assert (k["k_o"].target, k["k_o"].alt) == (" Hungary", " Republic of Ireland")
+    assert (k["k_n"].target, k["k_n"].alt) == (" Republic of Ireland", " Hungary")
+    tied = items(r, "tied_fact", 0)[0]
+    assert (tied.prompt, tied.target) == ("Irwin Cotler held the position of", " member of the House of Commons of Canada")
+    r = records("conflictedit-coverage")[0]
+    assert r.native == "coverage_conflict"
+    assert [q.target_new for q in r.requests] == [" Ludwig Cromme", " Heinz Prüfer"]
+
+
+@needs_data
+def test_roundedit_case_and_round_stream():
+    r = records("roundedit-easy")[0]
+    assert r.native == "round" and r.objects == (" North America", " Asia", " Europe")
+    (req,) = r.requests
+    assert (req.subject, req.prompt, req.target_new, req.target_old) == \
+        ("Human World Tour", "{} is located in", " Château de Chantilly", " North America")
+    assert items(r, "paraphrase")  # from round_prompts.json next to the file
+    s = make_stream("round", [r], n=1, seed=0)
+    fwd, back = s.steps
+    assert fwd.probes["round"][0].choices == r.objects and fwd.probes["round"][0].label is None
+    assert back.probes["round"][0].target == " North America" and back.probes["round"][0].label == 0
+    assert back.requests[0].target_new == " North America"
+
+
+@needs_data
+def test_native_case_streams_from_real_files():
+    for name, kind in (("conflictedit-reverse", "reverse_conflict"), ("conflictedit-composite", "composite_conflict"),
+                       ("mquake", "multihop")):
+        s = make_stream(kind, records(name), n=3, seed=1)
+        assert {st.kind for st in s.steps} == {kind}
+        assert len({st.group for st in s.steps}) == 3
+    with pytest.raises(InputError, match="needs cases made for it"):
+        make_stream("multihop", records("counterfact-easyedit"), n=3, seed=0)
+
+
+def test_detect_and_bad_inputs(tmp_path):
+    assert detect({"src": "q", "alt": "a", "subject": "s"}) == "zsre-mend"
+    assert detect({"edit": {}, "true_objects": []}) == "roundedit"
+    assert detect({"foo": 1}) is None
+    p = tmp_path / "odd.json"
+    p.write_text(json.dumps([{"foo": 1}]))
+    with pytest.raises(InputError, match="unrecognised benchmark format"):
+        read_benchmark(p)
+    p.write_text("[not json")
+    with pytest.raises(InputError, match="not a JSON benchmark file"):
+        read_benchmark(p)
+    p.write_text(json.dumps([{"src": "Who is X?", "alt": "Y", "subject": "X", "rephrase": 3, "answers": []},
+                             {"subject": "X", "alt": "Z"}]))
+    with pytest.raises(InputError, match="record 1 does not follow the zsre-mend format"):
+        read_benchmark(p)
+    with pytest.raises(InputError, match="not found"):
+        read_benchmark(tmp_path / "missing.json")
