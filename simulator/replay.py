@@ -68,7 +68,7 @@ class Replayer:
         cfg = ProbeConfig(every=dict(options.probe_every)) if options.probe_every else ProbeConfig()
         self.probes = ProbeRunner(lm.model, lm.tokenizer, lm.spec, cfg)
         self.stops = [StopCondition.parse(t) for t in options.stop_when]
-        self.stats = _stats_provider(session, options)
+        self.stats = _stats_provider(session, options, int(getattr(self.hparams, "mom2_n_samples", 4096)))
         self.timing = {"edit_s": 0.0, "probe_s": 0.0, "record_s": 0.0, "reference_s": 0.0}
 
     # ---- entry points ------------------------------------------------------------------------
@@ -226,8 +226,9 @@ def _as_dict(hparams) -> dict:
     return dict(hparams)
 
 
-def _stats_provider(session: Session, options: ReplayOptions):
+def _stats_provider(session: Session, options: ReplayOptions, default_tokens: int):
     """Second-moment statistics backed by the ledger (content-addressed, keyed by model fingerprint,
-    layer, corpus digest and sample count). Wired to the models engineer's StatsProvider."""
+    layer, corpus digest and sample count)."""
     from simulator.stats_ledger import ledger_stats_provider
-    return ledger_stats_provider(session, options.stats_corpus, options.stats_tokens, options.progress)
+    return ledger_stats_provider(session, options.stats_corpus, options.stats_tokens, options.progress,
+                                 default_tokens=default_tokens)

@@ -12,7 +12,7 @@ from .common import add_model_args, open_ledger
 COLUMNS = [
     ("eff", "rewrite", "efficacy_top1"),
     ("P>old", "rewrite", "efficacy_prob"),
-    ("para", "paraphrase", "efficacy_top1"),
+    ("para", "paraphrase", "generalization_top1"),
     ("NS", "neighborhood", "ns"),
     ("NKL", "neighborhood", "nkl"),
     ("retain", "retention", "efficacy_top1"),
@@ -52,7 +52,10 @@ def run(args) -> int:
         rows: list[str] = []
 
         def on_step(stepno, step, records, version):
-            vals = {(r.suite, r.metric): r.value for r in records if r.against in ("none", "base")}
+            vals = {}
+            for r in records:   # absolute values ("none") win; divergences such as NKL exist only vs the base
+                if r.against == "none" or (r.against == "base" and (r.suite, r.metric) not in vals):
+                    vals[(r.suite, r.metric)] = r.value
             r = step.requests[0]
             edit = f"{r.subject}: {(r.target_old or '?').strip()} → {r.target_new.strip()}"
             tag = f" ({step.kind.replace('_', ' ')} {step.role})" if step.role else ""

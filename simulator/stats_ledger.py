@@ -1,0 +1,64 @@
+"""Second-moment statistics stored in the ledger: content-addressed artifacts keyed by model
+fingerprint, layer, corpus digest and sample count, so every edit records exactly which
+statistics it used (their artifact digests end up in ``version.stats_used``)."""
+from __future__ import annotations
+
+import time
+
+from simulator.stats import Corpus, StatsKey, StatsProvider
+
+
+class LedgerStatsCache:
+    """``simulator.stats.StatsCache`` over ``Ledger.get_stats``/``put_stats``."""
+
+    def __init__(self, ledger):
+        self.ledger = ledger
+
+    def _kw(self, key: StatsKey) -> dict:
+        return dict(model_fingerprint=key.model_fingerprint, layer=key.layer,
+                    corpus_digest=key.corpus_digest, sample_count=key.sample_count)
+
+    def get(self, key: StatsKey):
+        hit = self.ledger.get_stats(**self._kw(key))
+        if hit is None:
+            return None
+        digest, tensors = hit
+        return digest, tensors["C"]
+
+    def put(self, key: StatsKey, tensor) -> str:
+        return self.ledger.put_stats(**self._kw(key), tensors={"C": tensor.contiguous()})
+
+
+class SessionStatsProvider(StatsProvider):
+    """Statistics are always taken on the base weights: on a cache miss while the session holds an
+    edited version (a resumed or branched run), check out the base, collect, and come back."""
+
+    def __init__(self, session, corpus: Corpus, progress: bool = True):
+        super().__init__(session.lm.fingerprint, corpus, LedgerStatsCache(session.ledger), progress)
+        self.session = session
+        self.seconds = 0.0          # time spent collecting (the demo reports it)
+
+    def get(self, model, tokenizer, spec, layer: int):
+        hit = self.cache.get(self.key(model, tokenizer, spec, layer))
+        if hit is not None:
+            return hit
+        t = time.perf_counter()
+        s, here = self.session, self.session.current_version_id
+        if here != s.base_version_id:
+            s.checkout(s.base_version_id)
+        try:
+            return super().get(model, tokenizer, spec, layer)
+        finally:
+            if here != s.base_version_id:
+                s.checkout(here)
+            self.seconds += time.perf_counter() - t
+
+
+def ledger_stats_provider(session, corpus: str = "self", n_tokens: int | None = None,
+                          progress: bool = True, default_tokens: int = 4096) -> SessionStatsProvider:
+    cfg = session.lm.model.config
+    max_pos = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 2048
+    seq_len = min(256, int(max_pos) - 8)        # leave room for a prefix token within the position table
+    kind, path = (corpus, None) if corpus in ("self", "wikitext") else ("file", corpus)
+    c = Corpus(kind=kind, path=path, n_tokens=n_tokens or default_tokens, seq_len=seq_len)
+    return SessionStatsProvider(session, c, progress)
