@@ -36,7 +36,7 @@ def builtin_records(seed: int = 0, ids: list[str] | None = None) -> list[Record]
     out = []
     for f in _facts(ids):
         new = fs.new_target(f, rng)
-        out.append(Record("builtin", f.id, [f.request(new)], [fs.probes(f, new)]))
+        out.append(Record("builtin", f.id, [f.request(new)], [fs.probes(f, new, pool=passing())]))
     return out
 
 
@@ -64,7 +64,7 @@ def _reverse_case(fs: FactSet, f: Fact, rng: random.Random, facts: list[Fact]) -
     r2 = EditRequest(subject=o2, prompt=rel.reverse, target_new=sp(s2), target_old=sp(f.subject),
                      relation=rel.id + "-reverse", case_id=cid)
     conflict = _conflict_items([rel.prompt, *rel.paraphrases], f.subject, s2, o2, o2, meta)
-    p1 = {**fs.probes(f, o2), "conflict": conflict}
+    p1 = {**fs.probes(f, o2, pool=facts), "conflict": conflict}
     p2 = {"rewrite": [ProbeItem(r2.text, r2.target_new, alt=r2.target_old, meta=meta)],
           "paraphrase": [ProbeItem(t.format(o2), r2.target_new, alt=r2.target_old, meta=meta)
                          for t in rel.reverse_paraphrases],
@@ -109,14 +109,14 @@ def _multihop_case(fs: FactSet, f: Fact, rng: random.Random, facts: list[Fact]) 
     c2 = rng.choice(with_fact or cands)
     cid = f"multihop-{f.id}"
     requests = [f.request(c2)]
-    probes = [fs.probes(f, c2)]
+    probes = [fs.probes(f, c2, pool=facts)]
     answer, old = fs.prop("city", c2, "country"), fs.prop("city", f.target, "country")
     hops = [ProbeItem(f.text, sp(c2), meta={"case_id": cid, "part": "single_hop", "hop": 0})]
     if c2 in cities:
         g = cities[c2]
         k3 = fs.new_target(g, rng, avoid=(old,))
         requests.append(g.request(k3))
-        probes.append(fs.probes(g, k3))
+        probes.append(fs.probes(g, k3, pool=facts))
         answer = k3
         hops.append(ProbeItem(g.text, sp(k3), meta={"case_id": cid, "part": "single_hop", "hop": 1}))
     question = ProbeItem(rel.one_hop.format(f.subject), sp(answer), alt=sp(old),
@@ -164,11 +164,11 @@ def demo_stream() -> list[Step]:
 
     def single(f: Fact) -> Step:
         new = fs.new_target(f, rng, avoid=(rev.target,))
-        return Step(requests=[f.request(new)], kind="sequential", probes=fs.probes(f, new))
+        return Step(requests=[f.request(new)], kind="sequential", probes=fs.probes(f, new, pool=passing()))
 
     steps = [single(f) for f in seq[:4]]
     new = fs.new_target(rnd, rng)
-    fwd, probes = rnd.request(new), fs.probes(rnd, new)
+    fwd, probes = rnd.request(new), fs.probes(rnd, new, pool=facts)
     objects = (fwd.target_old,) + tuple(sp(o) for o in rng.sample([c for c in fs.candidates(rnd) if c != new], 3))
     steps.append(Step(requests=[fwd], kind="round", group=f"round-{rnd.id}", role="forward",
                       probes={**probes, "round": _round_items(fwd, fwd.target_new, objects, "forward")}))
