@@ -7,6 +7,7 @@ this editledger does not know (written by a newer version) raises SchemaError an
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -30,6 +31,7 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
+@functools.lru_cache(maxsize=1)
 def script_directory() -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config())
 
@@ -79,9 +81,10 @@ def describe(url: str) -> str:
     return str(path) if path is not None else make_engine_safe_url(url)
 
 
-def check(url: str) -> str:
-    """Raise SchemaError unless the ledger at ``url`` is exactly at head. Returns the revision."""
-    rev, has_tables = current_revision(url)
+def check(url: str, found: tuple[str | None, bool] | None = None) -> str:
+    """Raise SchemaError unless the ledger at ``url`` is exactly at head. Returns the revision.
+    ``found``: (revision, has tables) if the caller already read them."""
+    rev, has_tables = found if found is not None else current_revision(url)
     head = head_revision()
     if rev == head:
         return rev

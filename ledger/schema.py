@@ -188,7 +188,9 @@ class ProbeResultRow(LedgerTable, table=True):
     __tablename__ = "probe_result"
     __table_args__ = (
         sa.CheckConstraint(_in("against", PROBE_AGAINST), name="against"),
-        sa.Index(None, "run_id", "suite", "metric", "step"),
+        # trajectories and the timeline's efficacy column read only this index (it covers them)
+        sa.Index("ix_probe_result_trajectory", "run_id", "suite", "metric", "step", "version_id",
+                 "against", "value"),
         sa.Index(None, "version_id"),
     )
 

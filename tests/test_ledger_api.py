@@ -118,6 +118,10 @@ def test_trajectory_in_step_order_even_when_recorded_out_of_order(ledger, base):
     for step in (5, 2, 4, 1, 3):   # an expensive suite scored later, in any order
         ledger.record_probes(ids[step], [ProbeRecord("perplexity", "ppl", 10.0 + step, 100, against="none"),
                                          ProbeRecord("perplexity", "ppl", float(step), 100, against="base")])
+        ledger.record_probes(ids[step], [ProbeRecord("rewrite", "efficacy_top1", -1.0, 1, against="previous"),
+                                         ProbeRecord("rewrite", "efficacy_top1", step / 10, 1, against="none")])
+    # the timeline shows efficacy against "none" over other references, whatever the recording order
+    assert [t.efficacy for t in ledger.timeline(run.id)] == [s / 10 for s in range(1, 6)]
     assert ledger.trajectory(run.id, "perplexity", "ppl", "none") == [(s, 10.0 + s) for s in range(1, 6)]
     assert ledger.trajectory(run.id, "perplexity", "ppl", "base") == [(s, float(s)) for s in range(1, 6)]
     assert [s for s, _ in ledger.trajectory(run.id, "perplexity", "ppl")] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
@@ -153,6 +157,10 @@ def test_batch_step_keyframe_reset_branch_and_revert(ledger, base):
     b1 = ledger.record_step(br.id, step=2, parent_version_id=v1.id, requests=[_req(9)], deltas=[],
                             tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0)
     assert [v.id for v in ledger.lineage(b1.id)][1:] == [v1.id, b1.id]
+    chain = ledger.lineage_deltas(rv.id)
+    assert [(v.id, [d.tensor for d in ds], kf) for v, ds, kf in chain] == [
+        (ledger.base_version(base.id).id, [], None), (v1.id, ["h.0.w", "h.1.w"], kf), (m.id, [], None),
+        (rv.id, [], None)]
     ledger.set_head(run.id, v2.id)
     assert ledger.run(run.id).head_version_id == v2.id
     ledger.set_run_status(run.id, "done", note="finished")

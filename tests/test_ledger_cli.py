@@ -6,7 +6,9 @@ import sqlite3
 import torch
 
 from editledger.cli import main
-from ledger import DeltaInput, Ledger
+from ledger import DeltaInput, Ledger, migrate
+
+HEAD = migrate.head_revision()
 
 
 def test_db_upgrade_status_fsck(tmp_path, capsys):
@@ -14,7 +16,7 @@ def test_db_upgrade_status_fsck(tmp_path, capsys):
     assert main(["--db", db, "db", "status"]) == 0
     assert "no ledger yet" in capsys.readouterr().out
     assert main(["--db", db, "db", "upgrade"]) == 0
-    assert "created at schema 0001" in capsys.readouterr().out
+    assert f"created at schema {HEAD}" in capsys.readouterr().out
     with Ledger.open(db) as L:
         bm = L.register_base_model("tiny", "t", "a" * 64, {})
         run = L.begin_run(base_model_id=bm.id, method="ROME", hparams={}, stream_name="facts.jsonl",
@@ -26,7 +28,7 @@ def test_db_upgrade_status_fsck(tmp_path, capsys):
         path = L.store.path_for(digest)
     assert main(["--db", db, "db", "status"]) == 0
     out = capsys.readouterr().out
-    assert "0001 (this editledger: 0001; up to date)" in out and "1 runs" in out and "first" in out
+    assert f"{HEAD} (this editledger: {HEAD}; up to date)" in out and "1 runs" in out and "first" in out
     assert main(["--db", db, "db", "fsck"]) == 0
     assert capsys.readouterr().out.strip().endswith("ok")
     path.write_bytes(path.read_bytes()[:-1] + b"\x00")

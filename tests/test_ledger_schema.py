@@ -96,18 +96,39 @@ def test_newer_schema_is_refused_and_nothing_written(tmp_path):
     assert not wal.exists() or wal.stat().st_size == 0, "a write went into the WAL"
 
 
-def test_behind_schema_names_the_upgrade_command(tmp_path, monkeypatch):
+def test_behind_schema_names_the_upgrade_command_and_upgrade_keeps_data(tmp_path, capsys):
+    from alembic import command
+
+    from editledger.cli import main
+    from ledger import ProbeRecord
+
     path = tmp_path / "old.db"
-    with Ledger.open(str(path)):
-        pass
-    # pretend this editledger ships a revision 0002 the ledger does not have yet
-    known = migrate.known_revisions() | {"0002"}
-    monkeypatch.setattr(migrate, "head_revision", lambda: "0002")
-    monkeypatch.setattr(migrate, "known_revisions", lambda: known)
+    url = f"sqlite:///{path}"
+    with Ledger.open(str(path)) as L:
+        bm = L.register_base_model("tiny", "t", "a" * 64, {})
+        run = L.begin_run(base_model_id=bm.id, method="FT", hparams={}, stream_name="s", stream_digest="b" * 64,
+                          stream_kind="sequential")
+        v = L.record_step(run.id, step=1, parent_version_id=run.head_version_id, requests=[], deltas=[],
+                          tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0,
+                          probes=[ProbeRecord("rewrite", "efficacy_top1", 0.75, 1)])
+    engine = make_engine(url)
+    with engine.connect() as c:   # take the ledger back to the first revision, as an old editledger left it
+        cfg = migrate.alembic_config(url)
+        cfg.attributes["connection"] = c
+        command.downgrade(cfg, "0001")
+        c.commit()
+    engine.dispose()
+    head = migrate.head_revision()
+    assert head != "0001" and migrate.current_revision(url)[0] == "0001"
     with pytest.raises(SchemaError) as e:
         Ledger.open(str(path))
-    assert str(e.value) == (f"ledger {path} is at schema 0001, this editledger needs 0002: "
+    assert str(e.value) == (f"ledger {path} is at schema 0001, this editledger needs {head}: "
                             f"run `editledger --db {path} db upgrade`")
+    assert main(["--db", str(path), "db", "upgrade"]) == 0
+    assert f"upgraded from schema 0001 to {head}" in capsys.readouterr().out
+    with Ledger.open(str(path)) as L:
+        assert L.trajectory(run.id, "rewrite", "efficacy_top1") == [(1, 0.75)]
+        assert L.timeline(run.id)[0].version_id == v.id
 
 
 def test_open_without_create_refuses_missing_file(tmp_path):
