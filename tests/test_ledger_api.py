@@ -194,3 +194,43 @@ def test_audit_findings_replace_previous(ledger, base):
     got = ledger.audit_findings(run.id)
     assert [(f.summary, f.score) for f in got] == [("b", 0.9), ("a", 0.3)]
     assert got[1].evidence == {"drop": 0.3}
+
+
+def test_a_failed_step_commits_nothing_and_leaves_only_an_orphan(ledger, base, monkeypatch):
+    run = _run(ledger, base)
+    head = run.head_version_id
+
+    def boom(*a, **k):
+        raise RuntimeError("crash inside the step's transaction")
+
+    monkeypatch.setattr(Ledger, "_add_probes", staticmethod(boom))
+    with pytest.raises(RuntimeError):
+        ledger.record_step(run.id, step=1, parent_version_id=head, requests=[_req(1)],
+                           deltas=[_low_rank("h.0.w", 1)], tensor_fingerprints={}, diagnostics={},
+                           wall_time_s=0.0, probes=[ProbeRecord("rewrite", "efficacy_top1", 1.0)])
+    monkeypatch.undo()
+    assert ledger.versions(run.id) == [] and ledger.run(run.id).head_version_id == head
+    assert ledger.last_committed_step(run.id) == 0
+    assert ledger.counts()["deltas"] == 0 and ledger.counts()["artifacts"] == 0
+    rep = ledger.fsck(progress=False)
+    assert len(rep.orphans) == 1 and rep.ok     # the artifact was written first: a harmless orphan
+    # the retried step reuses the same content-addressed file
+    v = ledger.record_step(run.id, step=1, parent_version_id=head, requests=[_req(1)],
+                           deltas=[_low_rank("h.0.w", 1)], tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0)
+    assert ledger.deltas(v.id)[0].artifact_digest == rep.orphans[0]
+    assert ledger.fsck(progress=False).orphans == []
+
+
+def test_a_reader_sees_a_writer_commits_in_another_connection(tmp_path):
+    path = str(tmp_path / "shared.db")
+    with Ledger.open(path) as writer, Ledger.open(path, create=False) as reader:
+        bm = writer.register_base_model("tiny", "t", "a" * 64, {})
+        run = writer.begin_run(base_model_id=bm.id, method="FT", hparams={}, stream_name="s",
+                               stream_digest="b" * 64, stream_kind="sequential")
+        parent = run.head_version_id
+        for step in range(1, 4):
+            parent = writer.record_step(run.id, step=step, parent_version_id=parent, requests=[_req(step)],
+                                        deltas=[], tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0,
+                                        probes=[ProbeRecord("rewrite", "efficacy_top1", step / 4)]).id
+            assert [t.step for t in reader.timeline(run.id)] == list(range(1, step + 1))
+            assert reader.runs()[0].head_version_id == parent
