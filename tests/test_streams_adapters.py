@@ -184,3 +184,21 @@ def test_detect_and_bad_inputs(tmp_path):
         read_benchmark(p)
     with pytest.raises(InputError, match="not found"):
         read_benchmark(tmp_path / "missing.json")
+
+
+@needs_data
+def test_cli_make_from_benchmark_files(tmp_path, capsys):
+    from editledger.cli import main
+    from simulator.streams import load_stream
+    for fname, kind in (("conflictedit/GPT-J/composite_edit.json", "composite_conflict"),
+                        ("counterfact/rome_format/cf_preview.json", "round"),
+                        ("mquake/MQuAKE-hard.json", "multihop")):
+        out = tmp_path / f"{kind}.jsonl"
+        assert main(["stream", "make", "--kind", kind, "--n", "2", "--from", str(DATA / fname),
+                     "--seed", "0", "-o", str(out)]) == 0, capsys.readouterr().err
+        s = load_stream(out)
+        assert s.kind == kind and len({st.group for st in s.steps}) == 2
+        # a stream file is itself a valid source
+        out2 = tmp_path / f"{kind}-again.jsonl"
+        assert main(["stream", "make", "--kind", kind, "--n", "2", "--from", str(out), "-o", str(out2)]) == 0
+        assert {st.group for st in load_stream(out2).steps} == {st.group for st in s.steps}

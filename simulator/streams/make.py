@@ -78,9 +78,14 @@ def _drop_edited(steps: list[Step]) -> None:
                     del st.probes[suite]
 
 
+def _builtin_facts(records: list[Record]) -> bool:
+    """Plain built-in fact records (not cases synthesized from them)?"""
+    return bool(records) and all(r.source == "builtin" and r.native is None for r in records)
+
+
 def _case_records(kind: str, records: list[Record], seed: int) -> list[Record]:
     cases = [r for r in records if r.native == kind]
-    if not cases and records and all(r.source == "builtin" for r in records):
+    if not cases and _builtin_facts(records):
         from simulator.streams.builtin import synthesize
         cases = synthesize(kind, [r.case_id for r in records], seed)
     if not cases:
@@ -103,7 +108,7 @@ def make_stream(kind: str, records: list[Record], n: int, seed: int, batch_size:
         raise InputError(f"batch_size {batch_size} is only for --kind batch (and must be at least 1)")
     if not records:
         raise InputError("no records to build a stream from")
-    if all(r.source == "builtin" for r in records):
+    if _builtin_facts(records):
         # the built-in facts draw their new targets with the stream's seed
         from simulator.streams.builtin import builtin_records
         records = builtin_records(seed=seed, ids=[r.case_id for r in records])
