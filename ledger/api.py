@@ -140,8 +140,8 @@ class Ledger:
     def _get(s: Session, cls, key, what: str):
         row = s.get(cls, key)
         if row is None:
-            raise InputError(f"{what} {key} does not exist in this ledger; list runs with `editledger report` "
-                             "or check --db")
+            raise InputError(f"{what} {key} does not exist in this ledger; `editledger db status` lists the "
+                             "runs (or check --db)")
         return row
 
     def _write_artifact(self, tensors: dict[str, "torch.Tensor"], kind: str, meta: dict[str, Any]) -> tuple[str, int]:
@@ -161,6 +161,12 @@ class Ledger:
         """Idempotent on ``fingerprint``: returns the existing row when the model is known.
         Also creates the model's one base version (step 0, no run, no parent)."""
         _jsonable(config, "the model config")
+        try:
+            return self._register_base_model(name, source, fingerprint, config, tensor_fingerprints)
+        except sa.exc.IntegrityError:   # another process registered it in between: use theirs
+            return self._register_base_model(name, source, fingerprint, config, tensor_fingerprints)
+
+    def _register_base_model(self, name, source, fingerprint, config, tensor_fingerprints) -> BaseModelRow:
         with self._session() as s, s.begin():
             row = s.execute(sa.select(BaseModelRow).where(BaseModelRow.fingerprint == fingerprint)).scalar_one_or_none()
             if row is not None:

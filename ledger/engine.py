@@ -6,6 +6,7 @@ WAL journaling, a busy timeout and foreign keys; these pragmas are the only SQLi
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -81,6 +82,22 @@ def _sqlite_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN")
 
 
+def _finite(x):
+    if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def _json_dumps_finite(obj) -> str:
+    """PostgreSQL's json refuses NaN/Infinity tokens: non-finite floats inside JSON columns
+    (per-prompt detail, diagnostics) become null there. SQLite keeps them (Python's json)."""
+    return json.dumps(_finite(obj), allow_nan=False)
+
+
 def make_engine(url: str) -> sa.Engine:
     if is_sqlite(url):
         kw: dict = {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}}
@@ -92,7 +109,7 @@ def make_engine(url: str) -> sa.Engine:
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
     try:
-        return sa.create_engine(url, pool_pre_ping=True)
+        return sa.create_engine(url, pool_pre_ping=True, json_serializer=_json_dumps_finite)
     except ModuleNotFoundError as e:
         raise InputError(f"the database driver for {make_url(url).drivername} is not installed ({e.name}); "
                          "pip install it (e.g. `pip install psycopg[binary]` for postgresql+psycopg)") from None

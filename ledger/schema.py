@@ -45,6 +45,20 @@ PROBE_AGAINST = ("base", "previous", "none")
 ARTIFACT_KINDS = ("delta", "keyframe", "stats", "other")
 
 
+class MeasuredFloat(sa.TypeDecorator):
+    """A float that may be NaN (a broken model's perplexity, a diverged norm). SQLite stores NaN
+    as NULL (and would break NOT NULL), so NaN is written as NULL and read back as NaN; such
+    columns are nullable for that reason only. +-inf are stored as they are."""
+    impl = sa.Float
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None or value != value else float(value)
+
+    def process_result_value(self, value, dialect):
+        return float("nan") if value is None else value
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -178,7 +192,7 @@ class DeltaRow(LedgerTable, table=True):
     artifact_digest: str = _col(sa.String(64), _fk("artifact.digest"), nullable=False)
     shape: list = _col(sa.JSON, nullable=False)                 # shape of the tensor it changes
     rank: Optional[int] = _col(sa.Integer, nullable=True)       # low-rank deltas only
-    norm: float = _col(sa.Float, nullable=False)                # Frobenius norm (float64)
+    norm: float = _col(MeasuredFloat, nullable=True)            # Frobenius norm (float64); NaN stored as NULL
     nbytes: int = _col(sa.BigInteger, nullable=False)           # bytes of the stored factors
     meta: dict = _col(sa.JSON, nullable=False)
 
@@ -201,7 +215,7 @@ class ProbeResultRow(LedgerTable, table=True):
     suite: str = _col(sa.String(64), nullable=False)
     metric: str = _col(sa.String(64), nullable=False)
     against: str = _col(sa.String(16), nullable=False)          # base / previous / none
-    value: float = _col(sa.Float, nullable=False)
+    value: float = _col(MeasuredFloat, nullable=True)           # NaN stored as NULL (see MeasuredFloat)
     count: int = _col(sa.Integer, nullable=False)               # prompts/items aggregated
     detail: Optional[Any] = _col(sa.JSON, nullable=True)        # per-prompt detail
     created_at: datetime = _col(sa.DateTime, nullable=False)
@@ -235,7 +249,7 @@ class AuditFindingRow(LedgerTable, table=True):
     run_id: int = _col(sa.Integer, _fk("run.id", ondelete="CASCADE"), nullable=False)
     version_id: Optional[int] = _col(sa.Integer, _fk("version.id"), nullable=True)
     metric: str = _col(sa.String(128), nullable=False)
-    score: float = _col(sa.Float, nullable=False)
+    score: float = _col(MeasuredFloat, nullable=True)
     evidence: Any = _col(sa.JSON, nullable=False)
     summary: str = _col(sa.Text, nullable=False)
     created_at: datetime = _col(sa.DateTime, nullable=False)

@@ -234,3 +234,19 @@ def test_a_reader_sees_a_writer_commits_in_another_connection(tmp_path):
                                         probes=[ProbeRecord("rewrite", "efficacy_top1", step / 4)]).id
             assert [t.step for t in reader.timeline(run.id)] == list(range(1, step + 1))
             assert reader.runs()[0].head_version_id == parent
+
+
+def test_nan_and_inf_measurements_round_trip(ledger, base):
+    import math
+
+    run = _run(ledger, base)
+    v = ledger.record_step(run.id, step=1, parent_version_id=run.head_version_id, requests=[_req(1)],
+                           deltas=[DeltaInput("w", "dense", {"delta": torch.ones(2)}, (2,), norm=float("nan"))],
+                           tensor_fingerprints={}, diagnostics={"loss": float("inf")}, wall_time_s=0.0,
+                           probes=[ProbeRecord("perplexity", "ppl", float("nan"), 8, detail=[{"ppl": float("nan")}]),
+                                   ProbeRecord("perplexity", "ppl_base", float("inf"), 8)])
+    (p_nan, p_inf) = ledger.probes(v.id)
+    assert math.isnan(p_nan.value) and math.isnan(p_nan.detail[0]["ppl"]) and p_inf.value == float("inf")
+    assert math.isnan(ledger.deltas(v.id)[0].norm) and ledger.version(v.id).diagnostics == {"loss": float("inf")}
+    ((step, value),) = ledger.trajectory(run.id, "perplexity", "ppl")
+    assert step == 1 and math.isnan(value)

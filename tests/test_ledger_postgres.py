@@ -52,6 +52,9 @@ def test_postgres_migrate_agree_and_record(pg_url, tmp_path, monkeypatch):
                               probes=[ProbeRecord("rewrite", "efficacy_top1", step / 5, 1)])
             parent = v.id
         assert L.trajectory(run.id, "rewrite", "efficacy_top1") == [(s, s / 5) for s in range(1, 6)]
+        L.record_probes(parent, [ProbeRecord("perplexity", "ppl", float("nan"), 1, detail={"x": float("nan")})])
+        (p,) = L.probes(parent, "perplexity")
+        assert p.value != p.value and p.detail == {"x": None}   # NaN value kept; JSON on PostgreSQL: null
         assert [t.efficacy for t in L.timeline(run.id)] == [s / 5 for s in range(1, 6)]
         assert len(L.lineage(parent)) == 6
         assert torch.equal(L.read_artifact(L.deltas(parent)[0].artifact_digest)["delta"], torch.full((2, 2), 5.0))
