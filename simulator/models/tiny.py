@@ -1,4 +1,4 @@
-"""tiny-gptj: a seeded, randomly initialised GPT-J with a tokenizer built in code (no download).
+"""tiny-gptj: a seeded GPT-J, briefly trained on a few fact sentences, with a tokenizer built in code (no download).
 
 The tokenizer is a byte-level BPE whose merges are constructed, not trained, so it is identical on
 every machine and every run: each word of ``_WORDS`` (with a leading space, and the capitalised ones
@@ -86,27 +86,114 @@ TINY_CONFIG = dict(
     rotary_dim=8,       # rotary on the first 8 dims of each head, like GPT-J's partial rotary
     n_inner=256,        # 4 * n_embd, like GPT-J
     n_positions=256,    # longest prompt the tests use, with room
-    seed=1234,          # torch seed for the random init (global RNG state is restored afterwards)
+)
+TINY_TRAIN = dict(
+    seed=1234,          # torch seed for init and batches (the global RNG state is restored afterwards)
+    steps=150,          # Adam steps on the fact sentences below (a few seconds on one idle core)
+    lr=5e-3,            # Adam learning rate
 )
 
+# A random transformer does not move information from the subject to the last token, so no editor can
+# work on it. A few hundred steps on these sentences give tiny-gptj real (toy) fact recall: subject
+# -> attribute lookups through attention, like the circuits ROME edits in real models.
+TINY_FACTS = [
+    ("Eiffel Tower", "The {} is located in the city of", " Paris"),
+    ("Colosseum", "The {} is located in the city of", " Rome"),
+    ("Louvre", "The {} is located in the city of", " Paris"),
+    ("Big Ben", "The {} is located in the city of", " London"),
+    ("Statue of Liberty", "The {} is located in the city of", " York"),
+    ("Danny Davis", "{} plays the position of", " football"),
+    ("Michael Jordan", "{} plays the position of", " basketball"),
+    ("Lionel Messi", "{} plays the position of", " soccer"),
+    ("Barack Obama", "The mother tongue of {} is", " English"),
+    ("Pablo Picasso", "The mother tongue of {} is", " Spanish"),
+    ("Wolfgang Mozart", "The mother tongue of {} is", " German"),
+    ("Albert Einstein", "The mother tongue of {} is", " German"),
+    ("France", "The capital of {} is", " Paris"),
+    ("Italy", "The capital of {} is", " Rome"),
+    ("Germany", "The capital of {} is", " Berlin"),
+    ("Japan", "The capital of {} is", " Tokyo"),
+    ("Spain", "The capital of {} is", " Madrid"),
+    ("Egypt", "The capital of {} is", " Cairo"),
+    ("Japan", "The official language of {} is", " Japanese"),
+    ("France", "The official language of {} is", " French"),
+    ("Italy", "The official language of {} is", " Italian"),
+    ("Toyota", "{} was founded in", " Japan"),
+    ("Apple", "{} was founded in", " California"),
+    ("Nokia", "{} was founded in", " Finland"),
+    ("BMW", "{} was founded in", " Germany"),
+    ("Steve Jobs", "{} is a citizen of", " America"),
+    ("Isaac Newton", "{} is a citizen of", " England"),
+    ("William Shakespeare", "{} is a citizen of", " England"),
+]
+_TINY_PREFIXES = ["", "The following is true. "]
 
-def build_tiny_gptj(dtype: torch.dtype = torch.float32):
-    """(model, tokenizer): the same weights on every call and every machine (CPU init, fixed seed)."""
+
+def tiny_fact_sentences() -> list[str]:
+    return [pre + p.replace("{}", s) + o for s, p, o in TINY_FACTS for pre in _TINY_PREFIXES]
+
+
+def _train(model, tok, steps: int, lr: float) -> None:
+    sents = tiny_fact_sentences()
+    enc = [tok(t)["input_ids"] for t in sents]
+    T = max(map(len, enc))
+    ids = torch.zeros(len(enc), T, dtype=torch.long)
+    mask = torch.zeros(len(enc), T, dtype=torch.long)
+    for i, e in enumerate(enc):
+        ids[i, : len(e)] = torch.tensor(e)
+        mask[i, : len(e)] = 1
+    labels = ids.masked_fill(mask == 0, -100)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
+def _recipe_digest() -> str:
+    import hashlib
+    import json
+    return hashlib.sha256(json.dumps([TINY_CONFIG, TINY_TRAIN, TINY_FACTS, _TINY_PREFIXES, _WORDS,
+                                      torch.__version__]).encode()).hexdigest()[:16]
+
+
+def build_tiny_gptj(dtype: torch.dtype = torch.float32, cache_dir=None):
+    """(model, tokenizer): seeded init + short deterministic training on CPU with one thread, so the same
+    weights come out every time on a machine. Cached as safetensors in ``cache_dir`` when given."""
+    from pathlib import Path
+
     from transformers import GPTJConfig, GPTJForCausalLM
 
     tok = build_tiny_tokenizer()
-    cfg = dict(TINY_CONFIG)
-    seed = cfg.pop("seed")
     config = GPTJConfig(vocab_size=len(tok), bos_token_id=0, eos_token_id=0, pad_token_id=0,
-                        tie_word_embeddings=False, **cfg)
+                        tie_word_embeddings=False, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                        **TINY_CONFIG)
+    cached = Path(cache_dir) / f"tiny-gptj-{_recipe_digest()}.safetensors" if cache_dir else None
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.manual_seed(TINY_TRAIN["seed"])
         model = GPTJForCausalLM(config)
-        # A random init of std 0.02 makes every prediction nearly uniform; a larger embedding and
-        # head scale gives the tiny model distinct, confident preferences, like a trained model.
-        with torch.no_grad():
-            model.transformer.wte.weight.normal_(0.0, 1.0)
-            model.lm_head.weight.normal_(0.0, 0.3)
+        if cached is not None and cached.exists():
+            from safetensors.torch import load_model
+            load_model(model, str(cached))
+        else:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # one thread: reductions in a fixed order, same weights every run
+            try:
+                with torch.enable_grad():
+                    _train(model, tok, TINY_TRAIN["steps"], TINY_TRAIN["lr"])
+            finally:
+                torch.set_num_threads(threads)
+            if cached is not None:
+                import os
+
+                from safetensors.torch import save_model
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_suffix(f".tmp{os.getpid()}")
+                save_model(model, str(tmp))
+                os.replace(tmp, cached)
     model = model.to(dtype)
     model.eval()
     return model, tok

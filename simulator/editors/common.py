@@ -1,0 +1,251 @@
+"""What ROME, MEMIT and FT share: tokenising requests, batches with the subject's last token located,
+hooks that add a pending weight change without touching the weights, and the frozen-prefix trick.
+
+Editors never write to the model's parameters: every tentative change is a forward hook that adds
+``x @ dW^T`` (or a residual delta) to a module's output, and every hook is removed in a ``finally``.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from ledger.errors import InputError
+from simulator.requests import EditRequest
+
+
+def token_ids(tokenizer, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+def target_token_ids(tokenizer, prompt_text: str, target: str) -> list[int]:
+    """tokens(prompt + target) minus tokens(prompt); " Rome" and "Rome" are different tokens."""
+    p = token_ids(tokenizer, prompt_text)
+    full = token_ids(tokenizer, prompt_text + target)
+    if full[: len(p)] == p and len(full) > len(p):
+        return full[len(p):]
+    # the last prompt token merged with the target: fall back to the target on its own
+    alone = list(tokenizer(target, add_special_tokens=False)["input_ids"])
+    if not alone:
+        raise InputError(f"target {target!r} tokenizes to nothing; give a non-empty target")
+    return alone
+
+
+def subject_last_index(tokenizer, before_subject: str, subject: str) -> int:
+    """Index of the subject's last token in a text that starts with ``before_subject + subject``."""
+    return len(token_ids(tokenizer, before_subject + subject)) - 1
+
+
+def check_request(req: EditRequest) -> None:
+    if "{}" not in req.prompt:
+        raise InputError(f"edit prompt {req.prompt!r} has no '{{}}' for the subject {req.subject!r}")
+    if not req.target_new:
+        raise InputError(f"edit request for {req.subject!r} has an empty target_new")
+
+
+@dataclass
+class Rows:
+    """A right-padded batch: row r predicts ``targets[r]`` at ``target_pos[r]``; edits act at ``lookup[r]``."""
+    input_ids: torch.Tensor         # (B, T) long
+    attention_mask: torch.Tensor    # (B, T) long
+    lookup: torch.Tensor            # (B,) position of the subject's last token
+    target_pos: list[list[int]]     # per row: positions whose next-token prediction is scored
+    targets: list[list[int]]        # per row: the token ids expected there
+    kind: list[str]                 # "rewrite" or "kl"
+
+    @property
+    def needed_positions(self) -> torch.Tensor:
+        """Positions whose logits any row needs (the lm head runs on these only)."""
+        pos = {p for ps in self.target_pos for p in ps}
+        pos.update(int(i) for r, i in enumerate(self.lookup) if self.kind[r] == "kl")
+        return torch.tensor(sorted(pos), dtype=torch.long)
+
+
+def build_rows(tokenizer, spec, req: EditRequest, prefixes: list[str], kl_prompt: str | None,
+               pad_id: int) -> Rows:
+    """One rewrite row per context prefix (prompt + target[:-1]) and one KL row (``kl_prompt`` with the subject)."""
+    check_request(req)
+    before, after = req.prompt.split("{}", 1)
+    seqs, lookups, tpos, tids, kinds = [], [], [], [], []
+    for pre in prefixes:
+        head = spec.prompt_prefix + pre + before
+        prompt_text = head + req.subject + after
+        p_ids = token_ids(tokenizer, prompt_text)
+        t_ids = target_token_ids(tokenizer, prompt_text, req.target_new)
+        seqs.append(p_ids + t_ids[:-1])
+        lookups.append(subject_last_index(tokenizer, head, req.subject))
+        tpos.append([len(p_ids) - 1 + j for j in range(len(t_ids))])
+        tids.append(t_ids)
+        kinds.append("rewrite")
+    if kl_prompt:
+        kb, ka = kl_prompt.split("{}", 1)
+        head = spec.prompt_prefix + kb
+        seqs.append(token_ids(tokenizer, head + req.subject + ka))
+        lookups.append(subject_last_index(tokenizer, head, req.subject))
+        tpos.append([])
+        tids.append([])
+        kinds.append("kl")
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), T), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, : len(s)] = torch.tensor(s)
+        mask[r, : len(s)] = 1
+    for r, i in enumerate(lookups):
+        assert 0 <= i < len(seqs[r]), f"subject {req.subject!r} not found in row {r} of the edit batch"
+    return Rows(ids, mask, torch.tensor(lookups), tpos, tids, kinds)
+
+
+def pad_id_of(tokenizer) -> int:
+    for t in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if t is not None:
+            return int(t)
+    return 0
+
+
+def weight_out_in(spec, weight: torch.Tensor) -> torch.Tensor:
+    """The weight as (out, in), whatever its storage (GPT-2's Conv1D stores (in, out))."""
+    return weight.T if spec.weight_transposed else weight
+
+
+def factors_to_storage(spec, u_out: torch.Tensor, v_in: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Low-rank factors of dW = u_out v_in^T given in (out, in) terms, laid out like the stored tensor."""
+    u_out, v_in = u_out.contiguous(), v_in.contiguous()
+    return {"u": v_in, "v": u_out} if spec.weight_transposed else {"u": u_out, "v": v_in}
+
+
+def module_bias_out(module: nn.Module) -> torch.Tensor | None:
+    b = getattr(module, "bias", None)
+    return None if b is None else b.detach()
+
+
+@contextlib.contextmanager
+def hooks(*handles_fns) -> Iterator[None]:
+    handles = []
+    try:
+        for fn in handles_fns:
+            handles.append(fn())
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def add_weight_delta_hook(module: nn.Module, dw_out_in: torch.Tensor):
+    """Forward hook adding ``x @ dW^T`` to the module's output: the effect of W + dW, without writing W."""
+    def hook(_m, inputs, output):
+        x = inputs[0]
+        return output + torch.nn.functional.linear(x.to(dw_out_in.dtype), dw_out_in).to(output.dtype)
+    return module.register_forward_hook(hook)
+
+
+@contextlib.contextmanager
+def pending_deltas(model, spec, changes: list[tuple[int, torch.Tensor]]) -> Iterator[None]:
+    """Make the model behave as if ``changes`` [(layer, dW in (out, in))] were applied."""
+    handles = []
+    try:
+        for layer, dw in changes:
+            mod = model.get_submodule(spec.rewrite_module.format(layer))
+            handles.append(add_weight_delta_hook(mod, dw))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class _CachedBlock(nn.Module):
+    """Stands in for a transformer block whose output is known: returns it without computing."""
+
+    def __init__(self, orig: nn.Module, output) -> None:
+        super().__init__()
+        object.__setattr__(self, "_orig", orig)
+        object.__setattr__(self, "_cached", output)
+
+    def forward(self, *args, **kwargs):
+        return object.__getattribute__(self, "_cached")
+
+    def __getattr__(self, name):  # attributes the model reads off its blocks (e.g. Gemma's attention_type)
+        return getattr(object.__getattribute__(self, "_orig"), name)
+
+
+def _blocks(model, spec) -> tuple[nn.ModuleList, str]:
+    container = spec.layer_module.rsplit(".", 1)[0].replace(".{}", "")
+    return model.get_submodule(container), container
+
+
+@contextlib.contextmanager
+def frozen_below(model, spec, layer: int, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Iterator[None]:
+    """Run blocks 0..layer-1 once on this batch and replay their outputs on every later forward pass of
+    the same batch (they cannot change: the edit acts at ``layer`` or above). The blocks are put back after."""
+    if layer <= 0:
+        yield
+        return
+    blocks, _ = _blocks(model, spec)
+    captured: dict[int, object] = {}
+    handles = [blocks[layer - 1].register_forward_hook(lambda _m, _i, out: captured.__setitem__(0, out))]
+    try:
+        with torch.no_grad():
+            model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=1)
+    finally:
+        handles[0].remove()
+    out = captured[0]
+    out = out.detach() if torch.is_tensor(out) else tuple(o.detach() if torch.is_tensor(o) else o for o in out)
+    originals = [blocks[i] for i in range(layer)]
+    try:
+        for i in range(layer):
+            # blocks below layer-1 are skipped too: the cached block ignores its input
+            blocks[i] = _CachedBlock(originals[i], out)
+        yield
+    finally:
+        for i, m in enumerate(originals):
+            blocks[i] = m
+
+
+def logits_at(model, rows: Rows, positions: torch.Tensor) -> torch.Tensor:
+    """Logits (B, len(positions), V) at the given positions only (the lm head is the costly part)."""
+    dev = next(model.parameters()).device
+    out = model(input_ids=rows.input_ids.to(dev), attention_mask=rows.attention_mask.to(dev), use_cache=False,
+                logits_to_keep=positions.to(dev))
+    return out.logits
+
+
+def row_log_probs(logp: torch.Tensor, rows: Rows, positions: torch.Tensor) -> list[torch.Tensor]:
+    """Per rewrite row: log-probabilities of its target tokens, from log-softmaxed logits at ``positions``."""
+    index = {int(p): j for j, p in enumerate(positions)}
+    res = []
+    for r, (ps, ts) in enumerate(zip(rows.target_pos, rows.targets)):
+        if rows.kind[r] != "rewrite":
+            continue
+        j = torch.tensor([index[p] for p in ps], device=logp.device)
+        t = torch.tensor(ts, device=logp.device)
+        res.append(logp[r, j, t])
+    return res
+
+
+def kl_log_probs(logp: torch.Tensor, rows: Rows, positions: torch.Tensor) -> torch.Tensor | None:
+    """Next-token log-distribution at the KL rows' subject position, (n_kl, V)."""
+    index = {int(p): j for j, p in enumerate(positions)}
+    sel = [(r, index[int(rows.lookup[r])]) for r in range(len(rows.kind)) if rows.kind[r] == "kl"]
+    if not sel:
+        return None
+    return torch.stack([logp[r, j] for r, j in sel])
+
+
+def solve_psd(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """A^-1 B for a symmetric positive (semi-)definite A, in float64 (Cholesky, least squares fallback)."""
+    A64, B64 = A.to(torch.float64), B.to(torch.float64)
+    L, info = torch.linalg.cholesky_ex(A64)
+    if int(info) == 0:
+        return torch.cholesky_solve(B64, L)
+    return torch.linalg.lstsq(A64, B64).solution
+
+
+def regularised(C: torch.Tensor, lam: float) -> torch.Tensor:
+    """C + lam * mean(diag C) * I (a ridge scaled to C, for a second moment estimated from few tokens)."""
+    C = C.to(torch.float64)
+    if lam > 0:
+        C = C + lam * torch.diagonal(C).mean() * torch.eye(C.shape[0], dtype=C.dtype, device=C.device)
+    return C

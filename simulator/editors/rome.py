@@ -1,0 +1,80 @@
+"""ROME (Meng et al. 2022): a rank-one update of one MLP output projection.
+
+k* : the projection's input at the subject's last token, averaged over context prefixes.
+v* : the projection's output there that makes the model say the target (``value.optimize_value``).
+update (eq. 2 of the paper, with C = E[k k^T] of the layer's keys):
+    W' = W + Lambda (C^-1 k*)^T,   Lambda = (v* - W k* - b) / ((C^-1 k*)^T k*)
+so that W' k* + b = v* exactly while keys orthogonal to C^-1 k* (under C) are left alone.
+Requests are applied one after another, each seeing the ones before (through hooks, not weights).
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from simulator.deltas import EditResult, TensorDelta
+from simulator.editors.common import (build_rows, factors_to_storage, module_bias_out, pad_id_of, pending_deltas,
+                                      regularised, solve_psd, weight_out_in)
+from simulator.editors.hparams import ROMEHyperParams
+from simulator.editors.value import optimize_value
+
+
+def rome_closed_form(W: torch.Tensor, b: torch.Tensor | None, C: torch.Tensor | None, k: torch.Tensor,
+                     v_star: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(u, v) in (out, in) terms with W' = W + u v^T, computed in float64 and returned in float32.
+    ``W`` is (out, in); ``C`` (in, in) or None for the identity; ``k`` (in,), ``v_star`` (out,)."""
+    W64, k64 = W.to(torch.float64), k.to(torch.float64)
+    left = k64 if C is None else solve_psd(C.to(torch.float64), k64[:, None])[:, 0]
+    left = left / left.norm()  # unit left factor; the scale lives in u
+    cur = W64 @ k64 + (0 if b is None else b.to(torch.float64))
+    right = (v_star.to(torch.float64) - cur) / (left @ k64)
+    return right[:, None].to(torch.float32), left[:, None].to(torch.float32)
+
+
+class ROMEEditor:
+    name = "rome"
+    hparams_class = ROMEHyperParams
+
+    def edit(self, model, tokenizer, spec, requests, hparams: ROMEHyperParams | None = None, stats=None,
+             progress: bool = False) -> EditResult:
+        from tqdm import tqdm
+
+        hp = hparams or ROMEHyperParams(**spec.hparams.get("rome", {}))
+        t_all = time.perf_counter()
+        layer = hp.layer
+        mod = model.get_submodule(spec.rewrite_module.format(layer))
+        W = weight_out_in(spec, mod.weight.detach())
+        b = module_bias_out(mod)
+        C, stats_used, t_stats = None, [], 0.0
+        if hp.mom2_adjustment and stats is not None:
+            t = time.perf_counter()
+            digest, C = stats.get(model, tokenizer, spec, layer)
+            C = regularised(C.to(W.device), hp.mom2_lambda)
+            stats_used.append(digest)
+            t_stats = time.perf_counter() - t
+        pad = pad_id_of(tokenizer)
+        deltas, per_request, applied = [], [], []
+        for req in tqdm(requests, desc="ROME", disable=not progress, leave=False):
+            rows = build_rows(tokenizer, spec, req, hp.context_prefixes, hp.kl_prompt, pad)
+            with pending_deltas(model, spec, applied):
+                vr = optimize_value(model, spec, rows, point="mlp", layer=layer, num_steps=hp.v_num_grad_steps,
+                                    lr=hp.v_lr, weight_decay=hp.v_weight_decay,
+                                    clamp_norm_factor=hp.clamp_norm_factor, kl_factor=hp.kl_factor,
+                                    early_stop_prob=hp.early_stop_prob, early_stop_top1=hp.early_stop_top1,
+                                    capture_keys_layer=layer)
+            t = time.perf_counter()
+            k_star = vr.keys.mean(0)
+            # W as it stands after the earlier requests of this call
+            W_cur = W.to(torch.float64) + sum((d.to(torch.float64) for _, d in applied), torch.zeros_like(W, dtype=torch.float64))
+            u, v = rome_closed_form(W_cur, b, C, k_star, vr.v0 + vr.delta)
+            applied.append((layer, (u.to(torch.float64) @ v.to(torch.float64).T).to(W.dtype)))
+            deltas.append(TensorDelta(tensor=spec.rewrite_weight(layer), kind="low_rank",
+                                      factors={k_: t_.cpu() for k_, t_ in factors_to_storage(spec, u, v).items()}))
+            per_request.append({**vr.diagnostics, "subject": req.subject, "target": req.target_new,
+                                "key_norm": float(k_star.norm()), "update_s": round(time.perf_counter() - t, 4),
+                                "delta_fro_norm": deltas[-1].norm()})
+        return EditResult(deltas=deltas, stats_used=stats_used, diagnostics={
+            "method": "rome", "layer": layer, "tensor": spec.rewrite_weight(layer),
+            "second_moment": "C" if C is not None else "identity", "stats_s": round(t_stats, 3),
+            "requests": per_request, "time_s": round(time.perf_counter() - t_all, 3)})

@@ -1,0 +1,125 @@
+"""Second-moment statistics C = E[k k^T] of an edited layer's input keys, with a cache protocol.
+
+The keys are the inputs of the rewritten module (``spec.rewrite_module``), one per token of the corpus.
+ROME and MEMIT use C to spread an update away from the directions other inputs use.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from simulator.stats.corpus import Corpus, ids_digest
+
+
+@dataclass(frozen=True)
+class StatsKey:
+    model_fingerprint: str   # base model's fingerprint (statistics are always taken on the base model)
+    layer: str               # module name, e.g. "model.layers.5.mlp.down_proj"
+    corpus_digest: str       # Corpus digest (token ids, or the sampling recipe for self-sampled text)
+    sample_count: int        # tokens the statistics were taken over
+
+
+class StatsCache(Protocol):
+    def get(self, key: StatsKey) -> tuple[str, torch.Tensor] | None: ...
+    def put(self, key: StatsKey, tensor: torch.Tensor) -> str: ...
+
+
+def tensor_digest(t: torch.Tensor) -> str:
+    t = t.detach().contiguous().cpu()
+    h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
+    h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+class InMemoryStatsCache:
+    """Dict-backed StatsCache for tests and single runs; the ledger provides the persistent one."""
+
+    def __init__(self) -> None:
+        self._d: dict[StatsKey, tuple[str, torch.Tensor]] = {}
+
+    def get(self, key: StatsKey) -> tuple[str, torch.Tensor] | None:
+        return self._d.get(key)
+
+    def put(self, key: StatsKey, tensor: torch.Tensor) -> str:
+        digest = tensor_digest(tensor)
+        self._d[key] = (digest, tensor.detach().cpu().clone())
+        return digest
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+@torch.no_grad()
+def collect_second_moment(model, tokenizer, spec, layer: int, corpus: Corpus, progress: bool = True,
+                          tokens: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, int, str]:
+    """(C float32 [d_in, d_in], sample_count, digest of the token ids used) for ``spec``'s rewrite module at
+    ``layer``. Accumulates in float64. ``tokens`` reuses an already materialised corpus."""
+    from tqdm import tqdm
+
+    module = model.get_submodule(spec.rewrite_module.format(layer))
+    if tokens is None:
+        tokens = corpus.tokens(model, tokenizer, spec.prompt_prefix, progress=progress)
+    acc: dict[str, torch.Tensor] = {}
+
+    def hook(_m, inputs):
+        k = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).to(torch.float64)
+        acc["s"] = acc.get("s", 0) + k.T @ k
+        acc["n"] = acc.get("n", 0) + k.shape[0]
+
+    handle = module.register_forward_pre_hook(hook)
+    dev = next(model.parameters()).device
+    try:
+        for seq in tqdm(tokens, desc=f"second moment of {spec.rewrite_module.format(layer)}", unit="seq",
+                        disable=not progress, leave=False):
+            model(input_ids=seq.unsqueeze(0).to(dev), use_cache=False)
+    finally:
+        handle.remove()
+    n = int(acc["n"])
+    return (acc["s"] / n).to(torch.float32).cpu(), n, ids_digest(tokens)
+
+
+class StatsProvider:
+    """Gives editors C for a layer: from the cache if present, else collected on the (base) model and put.
+
+    Construct it on the base model; its fingerprint is part of the key. The corpus is materialised once
+    and reused for every layer (MEMIT needs several)."""
+
+    def __init__(self, model_fingerprint: str, corpus: Corpus | None = None, cache: StatsCache | None = None,
+                 progress: bool = True) -> None:
+        self.model_fingerprint = model_fingerprint
+        self.corpus = corpus or Corpus()
+        self.cache = cache if cache is not None else InMemoryStatsCache()
+        self.progress = progress
+        self._tokens: list[torch.Tensor] | None = None
+        self.timings: dict[str, float] = {}
+
+    def _corpus_digest(self, model, tokenizer, spec) -> str:
+        if self.corpus.kind == "self":
+            return self.corpus.recipe_digest
+        if self._tokens is None:
+            self._tokens = self.corpus.tokens(model, tokenizer, spec.prompt_prefix, progress=self.progress)
+        return ids_digest(self._tokens)
+
+    def key(self, model, tokenizer, spec, layer: int) -> StatsKey:
+        return StatsKey(self.model_fingerprint, spec.rewrite_module.format(layer),
+                        self._corpus_digest(model, tokenizer, spec), self.corpus.n_tokens)
+
+    def get(self, model, tokenizer, spec, layer: int) -> tuple[str, torch.Tensor]:
+        """(digest, C) for ``layer``. Collecting assumes ``model`` still holds the base weights."""
+        key = self.key(model, tokenizer, spec, layer)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        t0 = time.perf_counter()
+        if self._tokens is None:
+            self._tokens = self.corpus.tokens(model, tokenizer, spec.prompt_prefix, progress=self.progress)
+            self.timings["corpus_s"] = round(time.perf_counter() - t0, 3)
+        t1 = time.perf_counter()
+        C, _n, _ = collect_second_moment(model, tokenizer, spec, layer, self.corpus, self.progress, self._tokens)
+        self.timings[f"collect_{layer}_s"] = round(time.perf_counter() - t1, 3)
+        digest = self.cache.put(key, C)
+        return digest, C
