@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from ledger import migrate
 from ledger.artifacts import META_PREFIX, TMP_PREFIX, ArtifactCorrupt, ArtifactMissing, ArtifactStore
-from ledger.engine import make_engine, resolve, sqlite_path
+from ledger.engine import is_sqlite, make_engine, resolve, sqlite_path
 from ledger.errors import InputError, IntegrityError, UserError
 from ledger.records import DeltaInput, ProbeRecord
 from ledger.schema import (
@@ -110,6 +110,10 @@ class Ledger:
         exist yet is created at head when ``create``; one that is behind or ahead raises SchemaError."""
         url, home = resolve(db)
         path = sqlite_path(url)
+        if path is None and is_sqlite(url):   # in-memory (tests, scratch): lives as long as its engine
+            engine = make_engine(url)
+            migrate.upgrade(url, engine=engine)
+            return cls(url, home, engine)
         if path is not None and not path.exists():
             if not create:
                 raise InputError(f"no ledger at {path}: run a replay, or `editledger --db {path} db upgrade` "

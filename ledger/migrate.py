@@ -101,10 +101,15 @@ def check(url: str, found: tuple[str | None, bool] | None = None) -> str:
                       f"run `{_cmd(url)}`")
 
 
-def upgrade(url: str, revision: str = "head") -> tuple[str | None, str]:
+def upgrade(url: str, revision: str = "head", *, engine: sa.Engine | None = None) -> tuple[str | None, str]:
     """Bring the ledger at ``url`` to ``revision`` (creating it if needed). Returns (before, after).
-    Refuses (SchemaError, nothing written) a ledger at an unknown revision."""
-    before, has_tables = current_revision(url)
+    Refuses (SchemaError, nothing written) a ledger at an unknown revision. ``engine``: use this
+    engine (and leave it open) instead of a new one - an in-memory SQLite ledger lives in it."""
+    if engine is not None:
+        with engine.connect() as conn:
+            before, has_tables = inspect_revision(conn)
+    else:
+        before, has_tables = current_revision(url)
     if before is None and has_tables:
         raise SchemaError(f"{describe(url)} holds tables but no editledger schema revision: refusing to "
                           "upgrade something that is not an editledger ledger")
@@ -115,7 +120,8 @@ def upgrade(url: str, revision: str = "head") -> tuple[str | None, str]:
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(url)
+    own = engine is None
+    engine = engine if engine is not None else make_engine(url)
     try:
         with engine.connect() as conn:
             if is_sqlite(url):
@@ -135,5 +141,6 @@ def upgrade(url: str, revision: str = "head") -> tuple[str | None, str]:
             after = MigrationContext.configure(conn).get_current_revision()
             conn.rollback()
     finally:
-        engine.dispose()
+        if own:
+            engine.dispose()
     return before, after

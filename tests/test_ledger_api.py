@@ -250,3 +250,12 @@ def test_nan_and_inf_measurements_round_trip(ledger, base):
     assert math.isnan(ledger.deltas(v.id)[0].norm) and ledger.version(v.id).diagnostics == {"loss": float("inf")}
     ((step, value),) = ledger.trajectory(run.id, "perplexity", "ppl")
     assert step == 1 and math.isnan(value)
+
+
+def test_in_memory_ledger(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDITLEDGER_HOME", str(tmp_path))
+    with Ledger.open("sqlite://") as L:
+        bm = L.register_base_model("tiny", "t", "a" * 64, {})
+        run = L.begin_run(base_model_id=bm.id, method="FT", hparams={}, stream_name="s", stream_digest="b" * 64,
+                          stream_kind="sequential")
+        assert [r.id for r in L.runs()] == [run.id] and L.home == tmp_path
