@@ -80,17 +80,16 @@ class FactSet:
         return self.objects.get(obj_type, {}).get(obj, {}).get(key)
 
     def candidates(self, fact: Fact) -> list[str]:
-        """Plausible new targets: same-type objects that differ from the target (and, for relations
-        with a one-hop probe, differ in the one-hop property, so that the probe can tell)."""
+        """Plausible new targets: the true objects of the relation's other facts (other capitals for a
+        capital), else any object of the same type; never the target itself and, for relations with a
+        one-hop probe, never an object with the same one-hop property (so that the probe can tell)."""
         rel = fact.relation
-        out = []
-        for o in self.objects[rel.object_type]:
-            if o == fact.target:
-                continue
-            if rel.via and self.prop(rel.object_type, o, rel.via) == self.prop(rel.object_type, fact.target, rel.via):
-                continue
-            out.append(o)
-        return out
+        own = self.prop(rel.object_type, fact.target, rel.via) if rel.via else None
+
+        def ok(o: str) -> bool:
+            return o != fact.target and not (rel.via and self.prop(rel.object_type, o, rel.via) == own)
+        same_rel = [o for o in dict.fromkeys(f.target for f in self.facts if f.relation == rel) if ok(o)]
+        return same_rel or [o for o in self.objects[rel.object_type] if ok(o)]
 
     def new_target(self, fact: Fact, rng: random.Random, avoid: tuple[str, ...] = ()) -> str:
         pool = [o for o in self.candidates(fact) if o not in avoid]

@@ -50,13 +50,14 @@ def _conflict_items(prompts: list[str], s_old: str, s_new: str, o_old: str, o_ne
     return items
 
 
-def _reverse_case(fs: FactSet, f: Fact, rng: random.Random, facts: list[Fact]) -> Record | None:
+def _reverse_case(fs: FactSet, f: Fact, rng: random.Random, facts: list[Fact],
+                  o2: str | None = None, s2_fact: Fact | None = None) -> Record | None:
     rel = f.relation
     others = [g for g in facts if g.relation == rel and g.subject != f.subject]
     if not rel.reverse or not others:
         return None
-    o2 = fs.new_target(f, rng)
-    s2_fact = rng.choice([g for g in others if g.target != o2] or others)
+    o2 = o2 or fs.new_target(f, rng)
+    s2_fact = s2_fact or rng.choice([g for g in others if g.target != o2] or others)
     s2 = s2_fact.subject
     cid = f"reverse-{f.id}"
     meta = {"case_id": cid, "type": "reverse"}
@@ -144,41 +145,68 @@ def synthesize(kind: str, ids: list[str] | None, seed: int) -> list[Record]:
     return out
 
 
+def _clean(f: Fact, check: dict) -> bool:
+    """Passed, and the base model also answers the fact's reverse and one-hop questions."""
+    r = check["facts"][f.id]
+    return r["pass"] and all(r[k]["ok"] for k in ("reverse", "one_hop") if k in r)
+
+
 def demo_stream() -> list[Step]:
     """The built-in mixed demo: 12 single-request steps on passing facts, deterministic.
 
     Steps 1-4 sequential edits, 5-6 a round edit (forward, back), 7-8 a reverse conflict,
     9-12 sequential edits. Every step carries rewrite, paraphrase, neighborhood and portability
-    probes, plus round / conflict where they apply.
+    probes, plus round / conflict where they apply. No two steps touch the same entity (subject or
+    object) except inside the round pair and the conflict pair, so that each step's probes measure
+    that step's edit and not an earlier one.
     """
+    from simulator.facts import load_check
     from simulator.streams.make import _drop_edited, _round_items, _swap
-    fs, rng = load_facts(), random.Random(0)
+    fs, rng, check = load_facts(), random.Random(0), load_check()
     facts = passing()
-    rev = next((f for f in facts if f.relation.reverse), None)
-    assert rev is not None, "the demo needs a passing fact with a reverse relation (a capital)"
-    rest = [f for f in facts if f is not rev and f.subject != rev.subject]
-    rng.shuffle(rest)
-    rnd = next((f for f in rest if f.relation.one_hop), rest[0])  # round trip on a landmark if possible
-    seq = [f for f in rest if f is not rnd][:8]
-    assert len(seq) == 8, f"the demo needs 10 passing facts, only {len(facts)} pass"
+    order = [f for f in facts if _clean(f, check)] + [f for f in facts if not _clean(f, check)]
+    used: set[str] = set()
 
-    def single(f: Fact) -> Step:
-        new = fs.new_target(f, rng, avoid=(rev.target,))
-        return Step(requests=[f.request(new)], kind="sequential", probes=fs.probes(f, new, pool=passing()))
+    def free(*names: str) -> bool:
+        return not used.intersection(names)
 
-    steps = [single(f) for f in seq[:4]]
-    new = fs.new_target(rnd, rng)
-    fwd, probes = rnd.request(new), fs.probes(rnd, new, pool=facts)
-    objects = (fwd.target_old,) + tuple(sp(o) for o in rng.sample([c for c in fs.candidates(rnd) if c != new], 3))
+    def pick(want) -> tuple[Fact, str]:
+        for f in order:
+            if want(f) and free(f.subject, f.target):
+                news = [o for o in fs.candidates(f) if free(o)]
+                if news:
+                    new = rng.choice(news)
+                    used.update((f.subject, f.target, new))
+                    return f, new
+        raise AssertionError("not enough passing facts for the demo: run scripts/check_facts.py")
+
+    # the reverse conflict first (it touches four entities), then the round trip, then the rest
+    rev, o2 = pick(lambda f: f.relation.reverse is not None)
+    s2_fact = next(g for g in order if g.relation == rev.relation and free(g.subject, g.target))
+    used.update((s2_fact.subject, s2_fact.target))
+    holder = fs.holder_of(rev.relation, o2)
+    if holder:
+        used.add(holder.subject)
+    rnd, rnd_new = pick(lambda f: f.relation.one_hop is not None)
+    rng.shuffle(order)
+    seq = [pick(lambda f: True) for _ in range(8)]
+
+    def single(f: Fact, new: str) -> Step:
+        return Step(requests=[f.request(new)], kind="sequential", probes=fs.probes(f, new, pool=facts))
+
+    steps = [single(f, new) for f, new in seq[:4]]
+    fwd, probes = rnd.request(rnd_new), fs.probes(rnd, rnd_new, pool=facts)
+    others = [c for c in fs.candidates(rnd) if c != rnd_new]
+    objects = (fwd.target_old,) + tuple(sp(o) for o in rng.sample(others, min(3, len(others))))
     steps.append(Step(requests=[fwd], kind="round", group=f"round-{rnd.id}", role="forward",
                       probes={**probes, "round": _round_items(fwd, fwd.target_new, objects, "forward")}))
     steps.append(Step(requests=[replace(fwd, target_new=fwd.target_old, target_old=fwd.target_new)], kind="round",
                       group=f"round-{rnd.id}", role="back",
                       probes={**_swap(probes), "round": _round_items(fwd, fwd.target_old, objects, "back")}))
-    case = _reverse_case(fs, rev, rng, facts)
+    case = _reverse_case(fs, rev, rng, facts, o2=o2, s2_fact=s2_fact)
     steps += [Step(requests=[r], kind="reverse_conflict", group=case.case_id, role=role, probes=dict(p))
               for r, p, role in zip(case.requests, case.probes, ("first", "second"))]
-    steps += [single(f) for f in seq[4:8]]
+    steps += [single(f, new) for f, new in seq[4:]]
     _drop_edited(steps)
     return steps
 
