@@ -16,6 +16,8 @@ PAIRS = [
     ("Mozart", " was born in Vienna, Austria"),                 # short prompt, long target
     ("Einstein worked in physics and his native language was", " German"),
     ("xq zzv", " qqq"),                                         # byte fallback tokens
+    ("The Eiffel Tower is located in", " Paris"),               # shares its row with " Rome"
+    ("The capital of Japan is", " Tokyo"),                      # a prefix of the " Tokyo and Kyoto" row
 ]
 
 

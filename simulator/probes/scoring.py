@@ -1,7 +1,8 @@
 """Model scoring: batched, teacher-forced log-probabilities of targets after prompts.
 
-One padded forward pass per batch; the backbone runs once over ``prompt + target`` and the LM head
-is applied only at the positions that predict a target token (and, when asked, at the last prompt
+One padded forward pass per batch; the backbone runs once over ``prompt + target[:-1]`` (rows shared
+between pairs whose sequences are prefixes of one another) and the LM head is applied only at the
+positions that predict a target token (and, when asked, at the last prompt
 position for a next-token distribution). Multi-token targets are teacher-forced in the same pass.
 ``score_one_by_one`` is the plain reference (one full ``model(...)`` call per pair, full logits) that
 the tests and ``benchmarks/bench_scoring.py`` compare against.
@@ -128,40 +129,55 @@ class Scorer:
             dists = [None] * len(pairs)
         assert len(dists) == len(pairs), "dists must be parallel to pairs"
         enc = [self.encode(p, t) for p, t in pairs]
-        # sort by length so that a batch holds similar lengths (less padding)
-        order = sorted(range(len(enc)), key=lambda i: -(len(enc[i][0]) + len(enc[i][1])))
+        # Each pair needs the sequence prompt + target[:-1] (the last target token is predicted, never
+        # read). Rows are shared: a pair whose sequence is a prefix of another row's reads from that
+        # row (causal attention), so P(new) and P(old) after one prompt cost one row, not two.
+        need = [tuple(c + t[:-1]) for c, t in enc]
+        rows: list[tuple[int, ...]] = []
+        where: dict[tuple[int, ...], int] = {}
+        for i in sorted(range(len(enc)), key=lambda i: -len(need[i])):
+            if need[i] not in where:
+                rows.append(need[i])
+                r = len(rows) - 1
+                for k in range(1, len(need[i]) + 1):
+                    where.setdefault(need[i][:k], r)
+        users: list[list[int]] = [[] for _ in rows]
+        for i in range(len(enc)):
+            users[where[need[i]]].append(i)
         out: list[TargetScore | None] = [None] * len(enc)
         dev = _model_device(self.model)
+        order = list(range(len(rows)))          # already longest first: batches hold similar lengths
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         it = tqdm(batches, desc=desc, leave=False, disable=not self.progress or len(batches) < 3)
         base = self.model.base_model
         for batch in it:
-            seqs = [enc[i][0] + enc[i][1] for i in batch]
+            seqs = [rows[r] for r in batch]
             width = max(len(s) for s in seqs)
             ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for r, s in enumerate(seqs):          # right padding: positions stay 0..len-1
-                ids[r, :len(s)] = torch.tensor(s)
-                mask[r, :len(s)] = 1
+            for b, sq in enumerate(seqs):         # right padding: positions stay 0..len-1
+                ids[b, :len(sq)] = torch.tensor(sq)
+                mask[b, :len(sq)] = 1
             hidden = base(input_ids=ids.to(dev), attention_mask=mask.to(dev)).last_hidden_state
-            rows, cols = [], []
-            for r, i in enumerate(batch):
-                c, t = enc[i]
-                for j in range(len(t)):           # position predicting target token j
-                    rows.append(r)
-                    cols.append(len(c) - 1 + j)
-            logp = torch.log_softmax(self._head(hidden[rows, cols]), dim=-1)
-            k = 0
-            for r, i in enumerate(batch):
+            bi, cols, spans = [], [], []
+            for b, r in enumerate(batch):
+                for i in users[r]:
+                    c, t = enc[i]
+                    spans.append((i, len(bi)))
+                    for j in range(len(t)):       # position predicting target token j
+                        bi.append(b)
+                        cols.append(len(c) - 1 + j)
+            logits = self._head(hidden[bi, cols])
+            logp = torch.log_softmax(logits, dim=-1)
+            for i, k in spans:
                 c, t = enc[i]
                 lp = logp[k:k + len(t)]
-                k += len(t)
                 tt = torch.tensor(t, device=lp.device)
                 out[i] = TargetScore(
                     token_ids=list(t),
                     token_logprobs=lp.gather(1, tt[:, None])[:, 0].double().tolist(),
                     argmax=lp.argmax(-1).tolist(),
-                    dist=_dist(lp[0], dists[i]) if dists[i] is not None else None)
+                    dist=_dist(logits[k], dists[i]) if dists[i] is not None else None)
         return out  # type: ignore[return-value]
 
     @torch.no_grad()
@@ -236,9 +252,10 @@ class Scorer:
         return outs
 
 
-def _dist(logp: torch.Tensor, want: int | list[int]) -> dict:
-    """A next-token distribution coarse-grained to a set of tokens plus one bucket for the rest."""
-    p = logp.double().exp()
+def _dist(logits: torch.Tensor, want: int | list[int]) -> dict:
+    """A next-token distribution coarse-grained to a set of tokens plus one bucket for the rest
+    (softmax in float64 so that the rest mass is not float32 rounding noise)."""
+    p = torch.softmax(logits.double(), dim=-1)
     if isinstance(want, int):
         k = min(want, p.numel())
         vals, idx = torch.topk(p, k)
