@@ -65,6 +65,9 @@ def test_counterfact_rome_first_record():
     nb = items(r, "neighborhood")
     assert len(nb) == 10 and nb[0].prompt == "The mother tongue of Léon Blum is"
     assert (nb[0].target, nb[0].alt) == (" French", " English")
+    dn = items(r, "distract")[0]  # the edit sentence, then a neighbour's prompt
+    assert dn.prompt == "The mother tongue of Danielle Darrieux is English. The mother tongue of Léon Blum is"
+    assert (dn.target, dn.alt) == (" French", " English")
     at = items(r, "attribute")[0]
     assert (at.prompt, at.target) == ("J.\u00a0R.\u00a0R. Tolkien is a native speaker of", " English")
 

@@ -72,6 +72,8 @@ def test_demo_stream(tmp_path):
     for s in steps[:6] + steps[8:]:
         assert s.requests[0].case_id in ok  # only facts that pass the check
     assert fwd.probes["round"] and back.probes["round"][0].target == fwd.requests[0].target_old
+    assert steps[0].probes["distract"][0].prompt.startswith(steps[0].requests[0].text + steps[0].requests[0].target_new + ". ")
+    assert "distract" in fwd.probes and "distract" not in back.probes  # it would quote the forward edit
     assert steps[6].probes["conflict"] == steps[7].probes["conflict"]
     assert demo_stream() == steps  # deterministic
     p = tmp_path / "demo.jsonl"

@@ -4,6 +4,7 @@ import pytest
 from ledger.errors import InputError
 from simulator.requests import EditRequest, ProbeItem
 from simulator.streams import Record, load_stream, make_stream, read_benchmark, save_stream
+from simulator.streams.records import distract
 
 
 def rec(i, subject=None, old=" Paris", new=" Rome", rel="P36", **kw):
@@ -12,6 +13,7 @@ def rec(i, subject=None, old=" Paris", new=" Rome", rel="P36", **kw):
     probes = {"rewrite": [ProbeItem(req.text, new, alt=old)],
               "paraphrase": [ProbeItem(f"{subject}'s capital is", new, alt=old)],
               "neighborhood": [ProbeItem(f"The capital of Country{(i + 1) % 10} is", " Paris", alt=new)]}
+    probes["distract"] = distract(req, probes["neighborhood"])
     return Record("test", f"c{i}", [req], [probes], **kw)
 
 
@@ -33,6 +35,8 @@ def test_locality_items_about_already_edited_facts_are_dropped():
         edited.add(st.requests[0].text)
         for p in st.probes.get("neighborhood", []):
             assert p.prompt not in edited
+        for p in st.probes.get("distract", []):
+            assert p.meta["neighbor"] not in edited
     # Country{i+1}'s neighbour item survives only where Country{i+1} is edited later
     kept = sum(len(st.probes.get("neighborhood", [])) for st in s.steps)
     assert 0 < kept < 10

@@ -121,6 +121,9 @@ class FactSet:
             "neighborhood": [ProbeItem(n.text, " " + n.target, alt=" " + new, meta={"fact": n.id, "relation": rel.id})
                              for n in self.neighbors(fact, exclude_objects=(new,), pool=pool)],
         }
+        if p["neighborhood"]:
+            from simulator.streams.records import distract
+            p["distract"] = distract(fact.request(new), p["neighborhood"], k=2)
         attr = [f for f in pool if f.subject == fact.subject and f.relation != rel]
         if attr:
             p["attribute"] = [ProbeItem(f.text, " " + f.target, meta={"fact": f.id, "relation": f.relation.id})

@@ -17,7 +17,7 @@ from simulator.streams.records import Probes, Record, merge, plain
 # suites whose target follows the edit: a back edit swaps their target and alt
 _FOLLOW_EDIT = ("rewrite", "paraphrase", "portability_sr", "portability_rr", "portability_oh")
 # suites of facts that must not move: an item about a fact edited earlier in the stream is dropped
-_LOCALITY = ("neighborhood", "attribute")
+_LOCALITY = ("neighborhood", "attribute", "distract")
 _ROUND_OBJECTS = 4  # size of the object set built for records that carry none (o1 + 3 others)
 
 
@@ -42,8 +42,11 @@ def _draw(items: list, n: int, rng: random.Random, what: str) -> list:
 
 
 def _swap(probes: Probes) -> Probes:
+    """The probes of a round trip's back edit (distract items are dropped: they quote the forward edit)."""
     out = {}
     for suite, items in probes.items():
+        if suite == "distract":
+            continue
         if suite in _FOLLOW_EDIT:
             items = [replace(p, target=p.alt, alt=p.target) if p.alt else p for p in items]
         out[suite] = list(items)
@@ -73,7 +76,8 @@ def _drop_edited(steps: list[Step]) -> None:
         edited.update(r.text for r in st.requests)
         for suite in _LOCALITY:
             if suite in st.probes:
-                st.probes[suite] = [p for p in st.probes[suite] if p.prompt not in edited]
+                st.probes[suite] = [p for p in st.probes[suite]
+                                    if p.prompt not in edited and p.meta.get("neighbor") not in edited]
                 if not st.probes[suite]:
                     del st.probes[suite]
 

@@ -64,3 +64,10 @@ def merge(*probe_sets: Probes) -> Probes:
         for suite, items in ps.items():
             out.setdefault(suite, []).extend(items)
     return out
+
+
+def distract(req: EditRequest, neighbors: list[ProbeItem], k: int = 3) -> list[ProbeItem]:
+    """Distract-Neighbor (DN) items: the edit sentence, then a neighbour's prompt ("The capital of France
+    is the city of Rome. The capital of Spain is the city of" -> " Madrid", alt " Rome")."""
+    return [ProbeItem(f"{req.text}{req.target_new}. {p.prompt}", p.target, alt=req.target_new,
+                      meta={**p.meta, "neighbor": p.prompt}) for p in neighbors[:k]]

@@ -10,7 +10,7 @@ locality_prompt / locality_ground_truth.
 from __future__ import annotations
 
 from simulator.requests import EditRequest, ProbeItem
-from simulator.streams.records import Record, sp, template
+from simulator.streams.records import Record, distract, sp, template
 
 
 def from_rome(d: dict) -> Record:
@@ -24,6 +24,8 @@ def from_rome(d: dict) -> Record:
         "paraphrase": [ProbeItem(p, new, alt=old, meta=meta) for p in d.get("paraphrase_prompts", [])],
         "neighborhood": [ProbeItem(p, old, alt=new, meta=meta) for p in d.get("neighborhood_prompts", [])],
     }
+    if probes["neighborhood"]:
+        probes["distract"] = distract(req, probes["neighborhood"])
     if d.get("attribute_prompts"):
         # CounterFact's attribute prompts are *other subjects* whose true object is the new target
         # ("J. R. R. Tolkien is a native speaker of" -> English); their answer must not move.
@@ -45,4 +47,5 @@ def from_easyedit(d: dict) -> Record | None:
         probes["paraphrase"] = [ProbeItem(d["rephrase_prompt"], new, alt=old, meta=meta)]
     if d.get("locality_prompt") and d.get("locality_ground_truth"):
         probes["neighborhood"] = [ProbeItem(d["locality_prompt"], sp(d["locality_ground_truth"]), alt=new, meta=meta)]
+        probes["distract"] = distract(req, probes["neighborhood"])
     return Record("counterfact", f"cf-{cid}", [req], [probes])
