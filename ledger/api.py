@@ -256,8 +256,11 @@ class Ledger:
             assert not missing, f"edit request {r!r} lacks {missing} (pass EditRequest.to_dict())"
 
         # 1. artifacts, each written atomically before any row can reference it
-        written: list[tuple[str, int]] = []
+        written: list[tuple[str, int | None]] = []
         for d in deltas:
+            if d.artifact is not None:      # reuse (a revert re-applies stored deltas): checked in the transaction
+                written.append((d.artifact, None))
+                continue
             written.append(self._write_artifact(d.tensors, "delta", {
                 "run": run_id, "step": step, "tensor": d.tensor, "kind": d.kind,
                 "base_fingerprint": base_fingerprint}))
@@ -291,8 +294,16 @@ class Ledger:
                                             if k not in REQUEST_KEYS + ("group", "role")}))
             pos = 0
             for d, (digest, size) in zip(deltas, written):
-                self._ensure_artifact_row(s, digest, "delta", size)
-                nbytes = sum(t.numel() * t.element_size() for t in d.tensors.values())
+                if size is None:
+                    used = s.execute(sa.select(DeltaRow.nbytes).where(DeltaRow.artifact_digest == digest)
+                                     .limit(1)).scalar_one_or_none()
+                    if used is None:
+                        raise IntegrityError(f"delta artifact {digest} is not in this ledger; a reused delta "
+                                             "must name an artifact another version already uses")
+                    nbytes = used
+                else:
+                    self._ensure_artifact_row(s, digest, "delta", size)
+                    nbytes = sum(t.numel() * t.element_size() for t in d.tensors.values())
                 s.add(DeltaRow(version_id=v.id, position=pos, tensor=d.tensor, kind=d.kind,
                                artifact_digest=digest, shape=[int(x) for x in d.shape], rank=d.rank,
                                norm=float(d.norm), nbytes=int(nbytes), meta=_jsonable(dict(d.meta), "delta meta")))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ledger import DeltaInput, Ledger, ProbeRecord
-from ledger.errors import InputError
+from ledger.errors import InputError, IntegrityError
 
 
 def _req(i: int) -> dict:
@@ -259,3 +259,27 @@ def test_in_memory_ledger(tmp_path, monkeypatch):
         run = L.begin_run(base_model_id=bm.id, method="FT", hparams={}, stream_name="s", stream_digest="b" * 64,
                           stream_kind="sequential")
         assert [r.id for r in L.runs()] == [run.id] and L.home == tmp_path
+
+
+def test_revert_reuses_stored_artifacts(ledger, base):
+    run = _run(ledger, base)
+    v1 = ledger.record_step(run.id, step=1, parent_version_id=run.head_version_id, requests=[_req(1)],
+                            deltas=[_low_rank("h.0.w", 1)], tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0)
+    v2 = ledger.record_step(run.id, step=2, parent_version_id=v1.id, requests=[_req(2)],
+                            deltas=[_low_rank("h.1.w", 2)], tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0)
+    (d2,) = ledger.deltas(v2.id)
+    n_artifacts = ledger.counts()["artifacts"]
+    carried = DeltaInput(tensor=d2.tensor, kind=d2.kind, tensors={}, shape=tuple(d2.shape), rank=d2.rank,
+                         norm=d2.norm, artifact=d2.artifact_digest)
+    rv = ledger.record_step(run.id, step=3, parent_version_id=run.head_version_id, kind="revert", requests=[],
+                            deltas=[carried], tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0,
+                            note="revert step 1")
+    (rd,) = ledger.deltas(rv.id)
+    assert (rd.artifact_digest, rd.tensor, rd.nbytes, rd.shape) == (d2.artifact_digest, "h.1.w", d2.nbytes, d2.shape)
+    assert ledger.counts()["artifacts"] == n_artifacts
+    assert ledger.versions_using(d2.artifact_digest) == [v2.id, rv.id]
+    bogus = DeltaInput(tensor="w", kind="dense", tensors={}, shape=(2,), artifact="0" * 64)
+    with pytest.raises(IntegrityError, match="is not in this ledger"):
+        ledger.record_step(run.id, step=4, parent_version_id=rv.id, kind="revert", requests=[], deltas=[bogus],
+                           tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0)
+    assert ledger.run(run.id).head_version_id == rv.id
