@@ -81,7 +81,7 @@ class Replayer:
         led = self.s.ledger
         start = start_version_id or self.s.base_version_id
         reference = self._reference(steps, start)
-        config = {"model": self.s.lm.source, "options": self.opt.to_config(),
+        config = {"model": self.s.model_ref or self.s.lm.spec.name, "options": self.opt.to_config(),
                   "stream": [st.to_dict() for st in steps], "first_step": first_step,
                   "reference": reference, "stop_when": list(self.opt.stop_when),
                   **(extra_config or {})}
@@ -89,7 +89,14 @@ class Replayer:
                             hparams=_as_dict(self.hparams), stream_name=stream_name,
                             stream_digest=stream_digest, stream_kind=stream_kind, config=config,
                             parent_version_id=start, name=name)
-        return self._replay(run.id, steps, first_step, start, reference, previous=None, index=0)
+        head = start
+        if start != self.s.base_version_id:     # a branch: its first version marks where it leaves
+            origin = led.version(start)
+            head = led.add_marker(run.id, kind="branch", parent_version_id=start, step=first_step - 1,
+                                  tensor_fingerprints=dict(origin.tensor_fingerprints or {}),
+                                  note=f"branch from run {origin.run_id} step {origin.step}").id
+            self.s.current_version_id = head
+        return self._replay(run.id, steps, first_step, head, reference, previous=None, index=0)
 
     def resume(self, run_id: int) -> int:
         led = self.s.ledger

@@ -34,18 +34,19 @@ class Session:
     base_version_id: int
     workspace: Workspace
     current_version_id: int     # the version whose weights are live in the model now
+    model_ref: str = ""         # what the user passed to load it (a registry name or a path)
 
     @classmethod
     def open(cls, ledger: Ledger, model: str, *, device: str | None = None, progress: bool = True) -> "Session":
-        from simulator.models import load_model
+        from simulator.models import load_model, model_names
         lm = load_model(model, device=device, progress=progress)
-        row = ledger.register_base_model(name=lm.spec.name if lm.source == model else model,
-                                         source=lm.source, fingerprint=lm.fingerprint,
+        name = model if model in model_names() else Path(model).name
+        row = ledger.register_base_model(name=name, source=lm.source, fingerprint=lm.fingerprint,
                                          config=_jsonable(lm.config))
         base = ledger.base_version(row.id)
         lm.model.eval()
         return cls(ledger=ledger, lm=lm, base_model_id=row.id, base_version_id=base.id,
-                   workspace=Workspace.of(lm.model), current_version_id=base.id)
+                   workspace=Workspace.of(lm.model), current_version_id=base.id, model_ref=model)
 
     @classmethod
     def for_run(cls, ledger: Ledger, run_id: int, *, device: str | None = None,
@@ -53,7 +54,7 @@ class Session:
         """Load the model a run was recorded on and check that it is the same base model."""
         run = ledger.run(run_id)
         bm = ledger.base_model(run.base_model_id)
-        src = model or (run.config or {}).get("model") or bm.source
+        src = model or (run.config or {}).get("model") or bm.name
         s = cls.open(ledger, src, device=device, progress=progress)
         if s.base_model_id != run.base_model_id:
             raise InputError(f"run {run_id} was recorded on base model {bm.name} (fingerprint "
@@ -92,7 +93,10 @@ class Session:
 
     def checkout(self, version_id: int, *, verify: bool = True) -> dict[str, str]:
         links, expected = self.chain(version_id)
+        unsealed = not expected and any(link.deltas for link in links)   # a revert made without the model
         got = self.workspace.materialise(links, expected if verify else None, what=f"version {version_id}")
+        if unsealed:
+            self.ledger.seal_version(version_id, got)
         self.current_version_id = version_id
         return got
 
