@@ -39,8 +39,8 @@ def _fmt(v) -> str:
 def run(args) -> int:
     from simulator.replay import ReplayOptions, Replayer
     from simulator.session import Session
-    from simulator.streams.builtin import demo_stream
-    stream = demo_stream()
+    from simulator.streams.builtin import demo
+    stream = demo()
     steps = stream.steps[: args.steps] if args.steps else stream.steps
     t0 = time.perf_counter()
     with open_ledger(args) as led:
