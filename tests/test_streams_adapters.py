@@ -112,8 +112,8 @@ def test_mquake_first_case():
     assert r.requests[3].prompt == "The official language of {} is"
     assert "multihop" not in r.probes[0] and items(r, "paraphrase", 1)[0].prompt == "Who is the director of Madonna?"
     mh = items(r, "multihop", 3)
-    qs = [p for p in mh if p.meta["part"] == "question"]
-    hops = [p for p in mh if p.meta["part"] == "single_hop"]
+    qs = [p for p in mh if p.meta["kind"] == "question"]
+    hops = [p for p in mh if p.meta["kind"] == "hop"]
     assert len(qs) == 3 and len(hops) == 4
     assert (qs[0].target, qs[0].alt) == (" Arabic", " English") and " Arabic language" in qs[0].answers
     assert (hops[0].prompt, hops[0].target) == ("Hey Jude was performed by", " Madonna")
@@ -128,16 +128,17 @@ def test_conflictedit_cases():
         ("Francisco de Goya", " landscape with fighting bulls", " The Second of May 1808")
     assert (e2.subject, e2.prompt, e2.target_new, e2.target_old) == \
         ("landscape with fighting bulls", "The creater of {} is", " Richard Strauss", " Francisco de Goya")
-    c = {p.meta["fact"]: p for p in items(r, "conflict") if "notable work" in p.prompt}
-    assert c["k_o"].prompt == "The notable work of Francisco de Goya is"
-    assert c["k_n"].prompt == "The notable work of Richard Strauss is"
-    assert c["k_o"].target == c["k_n"].target == " landscape with fighting bulls"
-    assert items(r, "conflict", 0) == items(r, "conflict", 1)  # on both steps
+    # k_o = (Goya, notable work, landscape), k_n = (Strauss, notable work, landscape), both read through
+    # the reverse relation on o2: target = k_n's object, alt = k_o's, on one prompt (second step only)
+    assert "conflict" not in r.probes[0]
+    c = items(r, "conflict", 1)
+    assert (c[0].prompt, c[0].target, c[0].alt) == \
+        ("The creater of landscape with fighting bulls is", " Richard Strauss", " Francisco de Goya")
+    assert len(c) > 1 and all(p.target == " Richard Strauss" for p in c)  # + conflict_prompts.json templates
     r = records("conflictedit-composite")[0]
-    k = {p.meta["fact"]: p for p in items(r, "conflict", 1) if p.prompt == "The citizenship of Irwin Cotler is"}
-    assert (k["k_o"].target, k["k_o"].alt) == (" Hungary", " Republic of Ireland")
-    assert (k["k_n"].target, k["k_n"].alt) == (" Republic of Ireland", " Hungary")
-    tied = items(r, "tied_fact", 0)[0]
+    k = items(r, "conflict", 1)[0]
+    assert (k.prompt, k.target, k.alt) == ("The citizenship of Irwin Cotler is", " Republic of Ireland", " Hungary")
+    tied = items(r, "tied_fact", 1)[0]
     assert (tied.prompt, tied.target) == ("Irwin Cotler held the position of", " member of the House of Commons of Canada")
     r = records("conflictedit-coverage")[0]
     assert r.native == "coverage_conflict"

@@ -74,7 +74,10 @@ def test_demo_stream(tmp_path):
     assert fwd.probes["round"] and back.probes["round"][0].target == fwd.requests[0].target_old
     assert steps[0].probes["distract"][0].prompt.startswith(steps[0].requests[0].text + steps[0].requests[0].target_new + ". ")
     assert "distract" in fwd.probes and "distract" not in back.probes  # it would quote the forward edit
-    assert steps[6].probes["conflict"] == steps[7].probes["conflict"]
+    c = steps[7].probes["conflict"][0]  # k_n's object against k_o's, through the reverse relation
+    assert "conflict" not in steps[6].probes
+    assert (c.prompt, c.target, c.alt) == (steps[7].requests[0].text, steps[7].requests[0].target_new,
+                                           " " + steps[6].requests[0].subject)
     assert demo_stream() == steps  # deterministic
     p = tmp_path / "demo.jsonl"
     save_stream(demo(), p)
@@ -103,13 +106,14 @@ def test_builtin_composite_and_multihop_cases():
     from simulator.streams.builtin import synthesize
     comp = synthesize("composite_conflict", None, seed=0)[0]
     city_edit, landmark_edit = comp.requests
-    tied = comp.probes[0]["tied_fact"][0]
+    tied = comp.probes[1]["tied_fact"][0]
     assert tied.target.strip() == city_edit.subject  # (s1, r, s2): the landmark lies in the edited city
-    k = {p.meta["fact"]: p for p in comp.probes[1]["conflict"]}
-    assert k["k_o"].target == city_edit.target_new and k["k_n"].target == landmark_edit.target_new
+    k = comp.probes[1]["conflict"][0]
+    assert (k.target, k.alt) == (landmark_edit.target_new, city_edit.target_new)  # k_n, k_o
+    assert k.prompt == landmark_edit.text and "conflict" not in comp.probes[0]
     mh = synthesize("multihop", None, seed=0)
     two = next(r for r in mh if len(r.requests) == 2)
-    q = next(p for p in two.probes[-1]["multihop"] if p.meta["part"] == "question")
+    q = next(p for p in two.probes[-1]["multihop"] if p.meta["kind"] == "question")
     assert q.target == two.requests[1].target_new  # the chain ends at the second edit's new country
     assert two.requests[1].subject == two.requests[0].target_new.strip()
 

@@ -4,7 +4,8 @@ Only facts that passed scripts/check_facts.py on the base model are used. Confli
 cases are built from the facts' relations:
 
     reverse conflict    (France, capital, Paris -> Berlin), then (Berlin, capital-of, France -> Spain)
-                        k_o = capital of France is Berlin, k_n = capital of Spain is Berlin
+                        k_o = capital of France is Berlin, k_n = capital of Spain is Berlin, scored
+                        on one prompt: "Berlin is the capital of" -> Spain (k_n) against France (k_o)
     composite conflict  tied fact (Eiffel Tower, in city, Paris); rule: in city C & C in country K
                         -> in country K. Edit 1 (Paris, in country, France -> K2), edit 2
                         (Eiffel Tower, in country, France -> K3); k_o = Eiffel Tower in K2, k_n = in K3
@@ -40,14 +41,9 @@ def builtin_records(seed: int = 0, ids: list[str] | None = None) -> list[Record]
     return out
 
 
-def _conflict_items(prompts: list[str], s_old: str, s_new: str, o_old: str, o_new: str, meta: dict) -> list[ProbeItem]:
-    items = []
-    for t in prompts:
-        items.append(ProbeItem(t.format(s_old), sp(o_old), alt=sp(o_new) if s_old == s_new else None,
-                               meta={**meta, "fact": "k_o"}))
-        items.append(ProbeItem(t.format(s_new), sp(o_new), alt=sp(o_old) if s_old == s_new else None,
-                               meta={**meta, "fact": "k_n"}))
-    return items
+def _conflict_items(templates: list[str], subject: str, new: str, old: str, meta: dict) -> list[ProbeItem]:
+    """Conflict items: k_n's object as target, k_o's as alt, on one prompt per template."""
+    return [ProbeItem(t.format(subject), sp(new), alt=sp(old), meta=meta) for t in templates]
 
 
 def _reverse_case(fs: FactSet, f: Fact, rng: random.Random, facts: list[Fact],
@@ -64,8 +60,9 @@ def _reverse_case(fs: FactSet, f: Fact, rng: random.Random, facts: list[Fact],
     r1 = f.request(o2)
     r2 = EditRequest(subject=o2, prompt=rel.reverse, target_new=sp(s2), target_old=sp(f.subject),
                      relation=rel.id + "-reverse", case_id=cid)
-    conflict = _conflict_items([rel.prompt, *rel.paraphrases], f.subject, s2, o2, o2, meta)
-    p1 = {**fs.probes(f, o2, pool=facts), "conflict": conflict}
+    # k_o = (s1, r1, o2) and k_n = (s2, r1, o2), read through the reverse relation on o2
+    conflict = _conflict_items([rel.reverse, *rel.reverse_paraphrases], o2, s2, f.subject, meta)
+    p1 = fs.probes(f, o2, pool=facts)
     p2 = {"rewrite": [ProbeItem(r2.text, r2.target_new, alt=r2.target_old, meta=meta)],
           "paraphrase": [ProbeItem(t.format(o2), r2.target_new, alt=r2.target_old, meta=meta)
                          for t in rel.reverse_paraphrases],
@@ -74,7 +71,7 @@ def _reverse_case(fs: FactSet, f: Fact, rng: random.Random, facts: list[Fact],
                            for g in others if g.target != o2 and g.subject != s2][:5],
           # the reversed relation of the second edit: the capital of s2 is now o2 (that is k_n)
           "portability_rr": [ProbeItem(rel.prompt.format(s2), sp(o2), alt=sp(s2_fact.target), meta=meta)],
-          "conflict": list(conflict)}
+          "conflict": conflict}  # on the pair's last step: the runner scores it after both steps
     return Record("builtin", cid, [r1, r2], [p1, p2], native="reverse_conflict")
 
 
@@ -92,11 +89,12 @@ def _composite_case(fs: FactSet, f: Fact, rng: random.Random) -> Record | None:
                      relation=city_rel.id, case_id=cid)
     r2 = EditRequest(subject=f.subject, prompt=rel.one_hop, target_new=sp(k3), target_old=sp(k),
                      relation=city_rel.id, case_id=cid)
-    conflict = _conflict_items([rel.one_hop], f.subject, f.subject, k2, k3, meta)
+    conflict = _conflict_items([rel.one_hop], f.subject, k3, k2, meta)  # k_n = (L, country, K3), k_o = (L, country, K2)
     tied = [ProbeItem(t.format(f.subject), sp(f.target), meta={**meta, "fact": "k_f"})
             for t in (rel.prompt, *rel.paraphrases)]
-    probes = [{"rewrite": [ProbeItem(r.text, r.target_new, alt=r.target_old, meta={**meta, "edit": i})],
-               "conflict": list(conflict), "tied_fact": list(tied)} for i, r in enumerate((r1, r2))]
+    probes = [{"rewrite": [ProbeItem(r.text, r.target_new, alt=r.target_old, meta={**meta, "edit": i})]}
+              for i, r in enumerate((r1, r2))]
+    probes[1].update(conflict=conflict, tied_fact=tied)
     return Record("builtin", cid, [r1, r2], probes, native="composite_conflict")
 
 
@@ -112,16 +110,16 @@ def _multihop_case(fs: FactSet, f: Fact, rng: random.Random, facts: list[Fact]) 
     requests = [f.request(c2)]
     probes = [fs.probes(f, c2, pool=facts)]
     answer, old = fs.prop("city", c2, "country"), fs.prop("city", f.target, "country")
-    hops = [ProbeItem(f.text, sp(c2), meta={"case_id": cid, "part": "single_hop", "hop": 0})]
+    hops = [ProbeItem(f.text, sp(c2), meta={"case_id": cid, "kind": "hop", "hop": 0})]
     if c2 in cities:
         g = cities[c2]
         k3 = fs.new_target(g, rng, avoid=(old,))
         requests.append(g.request(k3))
         probes.append(fs.probes(g, k3, pool=facts))
         answer = k3
-        hops.append(ProbeItem(g.text, sp(k3), meta={"case_id": cid, "part": "single_hop", "hop": 1}))
+        hops.append(ProbeItem(g.text, sp(k3), meta={"case_id": cid, "kind": "hop", "hop": 1}))
     question = ProbeItem(rel.one_hop.format(f.subject), sp(answer), alt=sp(old),
-                         meta={"case_id": cid, "part": "question", "q": 0})
+                         meta={"case_id": cid, "kind": "question", "q": 0})
     probes[-1] = {**probes[-1], "multihop": [question, *hops]}
     requests = [replace(r, case_id=cid) for r in requests]  # the case groups its edits
     return Record("builtin", cid, requests, probes, native="multihop")

@@ -9,9 +9,12 @@ Every case has ``edits`` (two edits of {relation {id, prompt}, subject, object, 
                k_o = (s1, r1, o2) (implied by edit 1 through the rule), k_n = (s1, r1, o3)
     coverage   edit 1 (s, r, o -> o1), edit 2 (s, r, o1 -> o2); k_o = (s, r, o1), k_n = (s, r, o2)
 
-The ``conflict`` suite carries both facts as items (meta "fact": "k_o" / "k_n"), on both steps: the
-Conflict Magnitude needs p(k_o) after edit 1 and after edit 2. Extra prompt templates per relation
-come from conflict_prompts.json when it lies next to the file.
+The ``conflict`` suite holds one item per prompt template: target = the object of k_n, alt = the
+object of k_o, on one prompt (a reverse pair is read through the reverse relation r2 on o2:
+p(s2 | r2(o2)) against p(s1 | r2(o2))). It and ``tied_fact`` sit on the pair's second step; the
+probe runner scores a group's items after each of its steps (the first gives the intermediate model
+of the Conflict Magnitude). Extra templates per relation come from conflict_prompts.json when it
+lies next to the file.
 """
 from __future__ import annotations
 
@@ -42,38 +45,27 @@ def from_case(d: dict, index: int, extra_prompts: dict[str, list[str]]) -> Recor
     meta = {"case_id": cid, "type": kind, "rule": d.get("rule")}
     conflict: list[ProbeItem] = []
     tied: list[ProbeItem] = []
-    if kind == "reverse":
-        rel, s1, s2, o2 = e0["relation"], e0["subject"]["label"], e1["new_object"]["label"], e0["new_object"]["label"]
-        for t in _prompts(rel, extra_prompts):
-            conflict.append(ProbeItem(t.replace("{}", s1), sp(o2), meta={**meta, "fact": "k_o"}))
-            conflict.append(ProbeItem(t.replace("{}", s2), sp(o2), meta={**meta, "fact": "k_n"}))
+
+    def items(rel: dict, subject: str, new: str, old: str) -> list[ProbeItem]:
+        return [ProbeItem(t.replace("{}", subject), sp(new), alt=sp(old), meta=meta) for t in _prompts(rel, extra_prompts)]
+    if kind == "reverse":      # (o2, r2, s1) is k_o read backwards, (o2, r2, s2) is k_n
+        conflict = items(e1["relation"], e1["subject"]["label"], e1["new_object"]["label"], e0["subject"]["label"])
         native = "reverse_conflict"
-    elif kind == "composite":
-        rel, s1 = e1["relation"], e1["subject"]["label"]
-        o2, o3 = sp(e0["new_object"]["label"]), sp(e1["new_object"]["label"])
-        for t in _prompts(rel, extra_prompts):
-            conflict.append(ProbeItem(t.replace("{}", s1), o2, alt=o3, meta={**meta, "fact": "k_o"}))
-            conflict.append(ProbeItem(t.replace("{}", s1), o3, alt=o2, meta={**meta, "fact": "k_n"}))
+    elif kind == "composite":  # (s1, r1, o2) implied by edit 1 through the rule, (s1, r1, o3) edited
+        conflict = items(e1["relation"], e1["subject"]["label"], e1["new_object"]["label"], e0["new_object"]["label"])
         for k in d.get("prerequisites", []):
             tf = d["triples"][k]
-            for t in _prompts(tf["relation"], extra_prompts):
-                tied.append(ProbeItem(t.replace("{}", tf["subject"]["label"]), sp(tf["object"]["label"]),
-                                      meta={**meta, "fact": "k_f"}))
+            tied += [ProbeItem(t.replace("{}", tf["subject"]["label"]), sp(tf["object"]["label"]), meta=meta)
+                     for t in _prompts(tf["relation"], extra_prompts)]
         native = "composite_conflict"
-    elif kind == "coverage":
-        rel, s = e0["relation"], e0["subject"]["label"]
-        o1, o2 = sp(e0["new_object"]["label"]), sp(e1["new_object"]["label"])
-        for t in _prompts(rel, extra_prompts):
-            conflict.append(ProbeItem(t.replace("{}", s), o1, alt=o2, meta={**meta, "fact": "k_o"}))
-            conflict.append(ProbeItem(t.replace("{}", s), o2, alt=o1, meta={**meta, "fact": "k_n"}))
+    elif kind == "coverage":   # the same (s, r) edited twice: o1 then o2
+        conflict = items(e0["relation"], e0["subject"]["label"], e1["new_object"]["label"], e0["new_object"]["label"])
         native = "coverage_conflict"
     else:
         return None
-    probes = []
-    for i, r in enumerate((r0, r1)):
-        p = {"rewrite": [ProbeItem(r.text, r.target_new, alt=r.target_old, meta={**meta, "edit": i})],
-             "conflict": list(conflict)}
-        if tied:
-            p["tied_fact"] = list(tied)
-        probes.append(p)
+    probes = [{"rewrite": [ProbeItem(r.text, r.target_new, alt=r.target_old, meta={**meta, "edit": i})]}
+              for i, r in enumerate((r0, r1))]
+    probes[1]["conflict"] = conflict
+    if tied:
+        probes[1]["tied_fact"] = tied
     return Record("conflictedit", cid, [r0, r1], probes, native=native)

@@ -24,13 +24,13 @@ def from_case(d: dict) -> Record | None:
         return None
     new_ans, old_ans = sp(d["new_answer"]), sp(d.get("answer"))
     aliases = tuple(sp(a) for a in d.get("new_answer_alias", []) if str(a).strip())
-    chain = [ProbeItem(q, new_ans, alt=old_ans, answers=aliases, meta={"case_id": cid, "part": "question", "q": i})
+    chain = [ProbeItem(q, new_ans, alt=old_ans, answers=aliases, meta={"case_id": cid, "kind": "question", "q": i})
              for i, q in enumerate(d.get("questions", []))]
     # the chain's single hops after the edits (Instance-wise accuracy needs every one of them)
     for i, h in enumerate(d.get("new_single_hops", [])):
         if h.get("cloze") and str(h.get("answer", "")).strip():
             chain.append(ProbeItem(h["cloze"], sp(h["answer"]),
                                    answers=tuple(sp(a) for a in h.get("answer_alias", []) if str(a).strip()),
-                                   meta={"case_id": cid, "part": "single_hop", "hop": i}))
+                                   meta={"case_id": cid, "kind": "hop", "hop": i}))
     probes[-1]["multihop"] = chain  # scored once the whole case is applied
     return Record("mquake", cid, requests, probes, native="multihop")
