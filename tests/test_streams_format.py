@@ -109,6 +109,13 @@ def test_not_utf8(tmp_path, capsys):
     assert "line 2" in err and "not UTF-8" in err and "0xe7" in err
 
 
+def test_bom_and_crlf_are_accepted(tmp_path):
+    p = tmp_path / "win.jsonl"
+    p.write_bytes(b"\xef\xbb\xbf" + json.dumps(_step()).encode() + b"\r\n" + json.dumps(_step()).encode() + b"\r\n")
+    s = load_stream(p)
+    assert len(s.steps) == 2 and s.digest == Stream("x", "sequential", s.steps).digest
+
+
 def test_bad_json_header_misplaced_and_empty(tmp_path):
     p = _write(tmp_path, [_step(), b"{not json"])
     with pytest.raises(StreamFormatError, match="line 2.*not valid JSON"):

@@ -256,6 +256,8 @@ def parse_stream_bytes(data: bytes, source: str = "<stream>", default_name: str 
                                 f"See docs/stream-format.md; `editledger stream check FILE` "
                                 f"checks a file without running anything.")
 
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark some editors write
+        data = data[3:]
     raw_lines = data.split(b"\n")
     truncated_tail = not data.endswith(b"\n")
     last_nonblank = max((i for i, b in enumerate(raw_lines) if b.strip()), default=-1)
