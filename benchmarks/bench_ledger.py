@@ -10,6 +10,7 @@ median of --repeat calls on an open ledger) and cold (the first call after openi
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -23,19 +24,7 @@ from tqdm import tqdm  # noqa: E402
 from ledger import DeltaInput, Ledger, ProbeRecord  # noqa: E402
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=10_000)
-    ap.add_argument("--no-deltas", action="store_true", help="record no delta artifacts")
-    ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--dir", default=None, help="where to create the ledger (default: a temp dir)")
-    args = ap.parse_args()
-
-    import torch
-    torch.set_num_threads(1)
-    tmp = Path(args.dir or tempfile.mkdtemp(prefix="bench_ledger_"))
-    db = tmp / "bench.db"
-    assert not db.exists(), f"{db} exists; the benchmark needs a fresh ledger"
+def record(db: Path, steps: int, with_deltas: bool):
     L = Ledger.open(str(db))
     bm = L.register_base_model("bench", "synthetic", "0" * 64, {})
     run = L.begin_run(base_model_id=bm.id, method="ROME", hparams={"layer": 5}, stream_name="bench",
@@ -43,8 +32,8 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     parent = run.head_version_id
     t0 = time.perf_counter()
-    for step in tqdm(range(1, args.steps + 1), desc="record", unit="step", file=sys.stderr):
-        deltas = [] if args.no_deltas else [DeltaInput(
+    for step in tqdm(range(1, steps + 1), desc="record", unit="step", file=sys.stderr):
+        deltas = [] if not with_deltas else [DeltaInput(
             "transformer.h.5.mlp.fc_out.weight", "low_rank",
             {"u": torch.randn(64, 1, generator=g), "v": torch.randn(256, 1, generator=g)}, (64, 256), 1, 1.0)]
         req = {"subject": f"Subject {step}", "prompt": "{} is located in", "target_new": " Rome",
@@ -60,33 +49,67 @@ def main() -> None:
         parent = v.id
     record_s = time.perf_counter() - t0
     L.close()
+    return run, parent, record_s
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=10_000)
+    ap.add_argument("--no-deltas", action="store_true", help="record no delta artifacts")
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--dir", default=None, help="where to create the ledger (default: a temp dir)")
+    ap.add_argument("--reads-only", action="store_true",
+                    help="skip recording: time the reads on the ledger a previous run left in --dir")
+    args = ap.parse_args()
+
+    tmp = Path(args.dir or tempfile.mkdtemp(prefix="bench_ledger_"))
+    db = tmp / "bench.db"
+    record_s = None
+    if args.reads_only:
+        assert args.dir and db.exists(), "--reads-only needs --dir with a ledger a previous run recorded"
+        with Ledger.open(str(db), create=False) as L:
+            run = L.runs()[0]
+            parent = run.head_version_id
+            args.steps = run.steps
+    else:
+        assert not db.exists(), f"{db} exists; the benchmark needs a fresh ledger (or pass --reads-only)"
+        run, parent, record_s = record(db, args.steps, not args.no_deltas)
 
     def timed(fn):
-        t = time.perf_counter()
+        """(wall seconds, CPU seconds of this process, result): on a shared machine the CPU time
+        says what the code costs, the wall time what a user waits."""
+        t, c = time.perf_counter(), time.process_time()
         out = fn()
-        return time.perf_counter() - t, out
+        return time.perf_counter() - t, time.process_time() - c, out
 
     L = Ledger.open(str(db))
-    cold_tl, tl = timed(lambda: L.timeline(run.id))
-    cold_tr, tr = timed(lambda: L.trajectory(run.id, "perplexity", "ppl", "none"))
-    cold_ln, ln = timed(lambda: L.lineage(parent))
+    reads = {
+        "timeline": lambda: L.timeline(run.id),
+        "trajectory": lambda: L.trajectory(run.id, "perplexity", "ppl", "none"),
+        "lineage": lambda: L.lineage(parent),
+    }
+    cold = {name: timed(fn) for name, fn in reads.items()}   # first call after opening
+    tl, tr, ln = cold["timeline"][2], cold["trajectory"][2], cold["lineage"][2]
     assert len(tl) == args.steps and [r.step for r in tl] == list(range(1, args.steps + 1))
     assert len(tr) == args.steps and [s for s, _ in tr] == list(range(1, args.steps + 1))
     assert len(ln) == args.steps + 1
-    warm = {name: statistics.median(timed(fn)[0] for _ in range(args.repeat)) for name, fn in (
-        ("timeline", lambda: L.timeline(run.id)),
-        ("trajectory", lambda: L.trajectory(run.id, "perplexity", "ppl", "none")),
-        ("lineage", lambda: L.lineage(parent)))}
+    warm = {}
+    for name, fn in reads.items():
+        runs = [timed(fn) for _ in range(args.repeat)]
+        warm[name] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
     L.close()
     size = db.stat().st_size + sum(p.stat().st_size for p in (tmp / "artifacts").rglob("*") if p.is_file()) \
         if (tmp / "artifacts").exists() else db.stat().st_size
-    print(f"ledger: {db} ({size / 1e6:.1f} MB with artifacts)")
-    print(f"record: {args.steps} steps x 5 probes{'' if args.no_deltas else ' + 1 delta artifact'}: "
-          f"{record_s:.1f} s ({1000 * record_s / args.steps:.2f} ms/step)")
-    for name, cold in (("timeline", cold_tl), ("trajectory", cold_tr), ("lineage", cold_ln)):
-        goal = "" if name == "lineage" else f"  goal <100 ms: {'met' if max(cold, warm[name]) < 0.1 else 'MISSED'}"
-        print(f"{name:<10} {args.steps} versions: cold {1000 * cold:.1f} ms, warm median {1000 * warm[name]:.1f} ms{goal}")
-
+    print(f"ledger: {db} ({size / 1e6:.1f} MB with artifacts); load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores")
+    if record_s is not None:
+        print(f"record: {args.steps} steps x 5 probes{'' if args.no_deltas else ' + 1 delta artifact'}: "
+              f"{record_s:.1f} s ({1000 * record_s / args.steps:.2f} ms/step)")
+    for name in reads:
+        (cw, cc, _), (ww, wc) = cold[name], warm[name]
+        goal = "" if name == "lineage" else f"  goal <100 ms: {'met' if max(cw, ww) < 0.1 else 'MISSED'} (wall)"
+        print(f"{name:<10} {args.steps} versions: cold {1000 * cw:.1f} ms wall / {1000 * cc:.1f} ms CPU, "
+              f"warm median {1000 * ww:.1f} ms wall / {1000 * wc:.1f} ms CPU{goal}")
 
 if __name__ == "__main__":
     main()
