@@ -78,8 +78,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+BEGIN_IMMEDIATE = "editledger_begin_immediate"   # conn.info flag: take the write lock at BEGIN
+
+
 def _sqlite_begin(conn) -> None:
-    conn.exec_driver_sql("BEGIN")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get(BEGIN_IMMEDIATE) else "BEGIN")
 
 
 def _finite(x):

@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 import migrations
-from ledger.engine import is_sqlite, make_engine, sqlite_path, sqlite_readonly_engine
+from ledger.engine import BEGIN_IMMEDIATE, is_sqlite, make_engine, sqlite_path, sqlite_readonly_engine
 from ledger.errors import SchemaError
 
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
@@ -122,22 +122,32 @@ def upgrade(url: str, revision: str = "head", *, engine: sa.Engine | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
     own = engine is None
     engine = engine if engine is not None else make_engine(url)
+    sqlite = is_sqlite(url)
     try:
         with engine.connect() as conn:
-            if is_sqlite(url):
-                # batch migrations copy tables; foreign keys are checked once at the end instead
-                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            cfg = alembic_config(url)
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
-            conn.commit()
-            if is_sqlite(url):
-                bad = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                conn.rollback()
-                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-                if bad:
-                    raise SchemaError(f"after upgrading {describe(url)}, foreign keys are broken in {bad[:5]}; "
-                                      "restore the ledger from a backup and report this")
+            if sqlite:
+                raw = conn.connection.driver_connection
+                # Batch migrations copy and drop tables; with foreign keys on, dropping `version`
+                # would cascade-delete every delta. The pragma is a no-op inside a transaction, so
+                # it goes through the raw connection before SQLAlchemy begins one.
+                raw.execute("PRAGMA foreign_keys=OFF")
+                # take the write lock before reading the revision: two processes creating the
+                # same ledger at once then run the migrations one after the other, not both
+                conn.info[BEGIN_IMMEDIATE] = True
+            try:
+                cfg = alembic_config(url)
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                conn.commit()
+            finally:
+                if sqlite:
+                    conn.rollback()
+                    conn.info.pop(BEGIN_IMMEDIATE, None)
+                    bad = raw.execute("PRAGMA foreign_key_check").fetchall()
+                    raw.execute("PRAGMA foreign_keys=ON")
+            if sqlite and bad:
+                raise SchemaError(f"after upgrading {describe(url)}, foreign keys are broken in {bad[:5]}; "
+                                  "restore the ledger from a backup and report this")
             after = MigrationContext.configure(conn).get_current_revision()
             conn.rollback()
     finally:

@@ -160,3 +160,27 @@ def test_resolve(tmp_path, monkeypatch):
     monkeypatch.setenv("EDITLEDGER_DB", str(tmp_path / "env.db"))
     assert resolve(None) == (f"sqlite:///{tmp_path / 'env.db'}", tmp_path)
     assert resolve("cli.db")[0] == f"sqlite:///{tmp_path / 'cli.db'}"   # --db wins over the variable
+
+
+def test_sqlite_migrations_run_with_foreign_keys_off_and_the_write_lock(tmp_path, monkeypatch):
+    from alembic import command
+
+    seen = {}
+    real = command.upgrade
+
+    def spy(cfg, revision):
+        conn = cfg.attributes["connection"]
+        seen["fk"] = conn.exec_driver_sql("PRAGMA foreign_keys").scalar()
+        seen["in_tx"] = conn.in_transaction()
+        # another connection cannot write while the migration holds the lock
+        other = sqlite3.connect(tmp_path / "fk.db", timeout=0)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("CREATE TABLE probe_lock (x)")
+        other.close()
+        return real(cfg, revision)
+
+    monkeypatch.setattr(command, "upgrade", spy)
+    with Ledger.open(str(tmp_path / "fk.db")) as L:
+        with L.engine.connect() as c:
+            assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1   # back on afterwards
+    assert seen == {"fk": 0, "in_tx": True}
