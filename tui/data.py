@@ -67,6 +67,9 @@ def layer_of(tensor: str) -> str:
     return m.group(1) if m else ""
 
 
+GLYPHS = {"edit": "●", "base": "○"}   # every other kind (revert, reset, branch) is ◆; the head is ◉
+
+
 def graph_lanes(items: Sequence[TimelineItem], max_lanes: int = 6) -> None:
     """Fill ``item.graph`` with a `git log --graph`-like drawing of the version DAG. Items come
     parent-before-child. A child continues its parent's lane when the parent is that lane's tip;
@@ -95,7 +98,13 @@ def graph_lanes(items: Sequence[TimelineItem], max_lanes: int = 6) -> None:
         lanes[lane] = it.version_id
         lane_of[it.version_id] = lane
         alive[lane] = max(alive[lane], last_child.get(it.version_id, -1))
-        glyph = "◉" if it.is_head else {"edit": "●", "base": "○"}.get(it.kind, "◆")
+        glyph = "◉" if it.is_head else GLYPHS.get(it.kind, "◆")
+        if len(lanes) == 1:          # fast path: a straight line (most rows of a long run)
+            it.graph = glyph
+            if alive[0] <= i:
+                lanes.pop()
+                alive.pop()
+            continue
         cells = []
         for j, tip in enumerate(lanes):
             if j == lane:
@@ -153,10 +162,14 @@ class LedgerData:
         for r in self.ledger.runs():
             metrics = order_metrics(self.ledger.metrics(r.id))
             headline: dict[Metric, float] = {}
+            at_head = self._values_near(r.head_version_id)
             for m in metrics[:N_HEADLINE]:
-                pts = self._trajectory(r.id, m)
-                if pts:
-                    headline[m] = pts[-1][1]
+                if m in at_head:
+                    headline[m] = at_head[m]
+                else:
+                    pts = self._trajectory(r.id, m)
+                    if pts:
+                        headline[m] = pts[-1][1]
             spark_metric = (key_metrics(metrics, 1) or metrics[:1] or [None])[0]
             spark = [v for _, v in self._trajectory(r.id, spark_metric)[-SPARK_POINTS:]] if spark_metric else []
             items.append(RunItem(
@@ -165,6 +178,24 @@ class LedgerData:
                 head_id=r.head_version_id, updated=stamp(r.updated_at), headline=headline,
                 spark_metric=spark_metric, spark=spark))
         return items
+
+    def _values_near(self, version_id: int, hops: int = 8) -> dict[Metric, float]:
+        """Metric values at a version, or at its nearest probed ancestor (a reset marker has the
+        weights, and so the measurements, of its parent); one reference per metric."""
+        vid: int | None = version_id
+        for _ in range(hops):
+            if vid is None:
+                break
+            rows = self.ledger.probes(vid)
+            if rows:
+                out: dict[Metric, float] = {}
+                for a in reversed(AGAINST_ORDER):    # "none" last, so it wins
+                    for p in rows:
+                        if p.against == a:
+                            out[(p.suite, p.metric)] = p.value
+                return out
+            vid = self.ledger.version(vid).parent_id
+        return {}
 
     def headline_metrics(self, runs: Sequence[RunItem]) -> list[Metric]:
         return order_metrics(m for r in runs for m in r.headline)[:N_HEADLINE]
@@ -196,44 +227,59 @@ class LedgerData:
         return Series(label=f"{m[0]}/{m[1]}", steps=[s for s, _ in pts], values=[v for _, v in pts])
 
     # ----- timeline ---------------------------------------------------------------------------
-    def timeline(self, run_id: int) -> tuple[list[TimelineItem], list[Metric]]:
-        """The run's versions (its start version first) and the key metrics whose change vs the
-        parent version each row shows."""
+    def timeline(self, run_id: int, *, changes: bool = True) -> tuple[list[TimelineItem], list[Metric]]:
+        """The run's versions (its start version first, with graph, head and audit flags) and the
+        key metrics whose change vs the parent version each row shows. ``changes=False`` leaves
+        the changes for ``timeline_changes`` (the screen loads them in the background)."""
         run = self.ledger.run(run_id)
         rows = self.ledger.timeline(run_id)
         start = self.ledger.version(run.start_version_id)
-        items = [TimelineItem(version_id=start.id, parent_id=None, step=start.step if start.run_id == run_id else 0,
-                              kind=start.kind, subject="", old="", new="", n_requests=0,
-                              note=("base model" if start.kind == "base" else f"start: v{start.id} ({start.kind})"))]
-        for r in rows:
-            items.append(TimelineItem(
-                version_id=r.version_id, parent_id=r.parent_id, step=r.step, kind=r.kind,
-                subject=r.subject or "", old=r.target_old or "", new=r.target_new or "",
-                n_requests=r.n_requests, note=r.note or "", efficacy=r.efficacy,
-                is_head=r.version_id == run.head_version_id))
-        items[0].is_head = run.head_version_id == start.id
+        head = run.head_version_id
+        items = [TimelineItem(start.id, None, start.step if start.run_id == run_id else 0, start.kind,
+                              "", "", "", 0, "base model" if start.kind == "base" else f"start: v{start.id} ({start.kind})",
+                              None, None, None, start.id == head)]
+        items.extend(TimelineItem(r.version_id, r.parent_id, r.step, r.kind, r.subject or "", r.target_old or "",
+                                  r.target_new or "", r.n_requests, r.note or "", r.efficacy, None, None,
+                                  r.version_id == head) for r in rows)
+        findings = self.ledger.audit_findings(run_id)
+        if findings:
+            by_id = {it.version_id: it for it in items}
+            for f in findings:
+                it = by_id.get(f.version_id)
+                if it is not None:
+                    it.flags = (it.flags or []) + ["⚑" + f.metric.split("/")[-1]]
+        graph_lanes(items)
         metrics = key_metrics(self.ledger.metrics(run_id), N_KEY_CHANGES)
+        if changes:
+            self.timeline_changes(run_id, items, metrics)
+        return items, metrics
+
+    def timeline_changes(self, run_id: int, items: Sequence[TimelineItem],
+                         metrics: Sequence[Metric]) -> dict[int, dict[Metric, float]]:
+        """version id -> {metric: value here minus value at the parent version}. Also stores them
+        on the items (safe from a worker thread: each item's ``changes`` is replaced whole)."""
         step_of = {it.version_id: it.step for it in items}
+        start = items[0]
+        out: dict[int, dict[Metric, float]] = {}
         for m in metrics:
             by_step = dict(self._trajectory(run_id, m))   # steps are unique within a run
-            base_val = self._value_at(start.id, m)
+            base_val = self._value_at(start.version_id, m)
             for it in items[1:]:
                 v = by_step.get(it.step)
                 if v is None:
                     continue
-                if it.parent_id == start.id:
+                if it.parent_id == start.version_id:
                     p = base_val
                 else:
                     ps = step_of.get(it.parent_id)
                     p = by_step.get(ps) if ps is not None else None
                 if p is not None:
-                    it.changes[m] = v - p
-        for f in self.ledger.audit_findings(run_id):
-            for it in items:
-                if it.version_id == f.version_id:
-                    it.flags.append("⚑" + f.metric.split("/")[-1])
-        graph_lanes(items)
-        return items, metrics
+                    out.setdefault(it.version_id, {})[m] = v - p
+        for it in items:
+            ch = out.get(it.version_id)
+            if ch is not None:
+                it.changes = ch
+        return out
 
     def _value_at(self, version_id: int, m: Metric) -> float | None:
         rows = [p for p in self.ledger.probes(version_id, suite=m[0]) if p.metric == m[1]]

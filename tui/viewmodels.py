@@ -25,7 +25,7 @@ class RunItem:
     spark: list[float] = field(default_factory=list)              # its values by step
 
 
-@dataclass
+@dataclass(slots=True)   # slots: a timeline holds one per version (10,000s)
 class TimelineItem:
     version_id: int
     parent_id: int | None
@@ -37,8 +37,8 @@ class TimelineItem:
     n_requests: int
     note: str                 # revert/reset/branch explanation
     efficacy: float | None = None                                 # rewrite efficacy at this version
-    changes: dict[Metric, float] = field(default_factory=dict)    # key metric minus its parent's value
-    flags: list[str] = field(default_factory=list)                # audit findings naming this version
+    changes: dict[Metric, float] | None = None   # key metric minus its parent's value (None: no change known)
+    flags: list[str] | None = None               # audit findings naming this version
     is_head: bool = False
     graph: str = ""           # lane drawing of the version DAG (filled by data.graph_lanes)
 

@@ -6,8 +6,9 @@ from typing import Any, Callable
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
+from tui.widgets.keybar import KeyBar
 from tui.widgets.lazy_table import LazyTable
 
 
@@ -43,8 +44,8 @@ class LedgerScreen(Screen):
         if len(self.app.screen_stack) > 2:
             self.app.pop_screen()
 
-    def footer(self) -> Footer:
-        return Footer(show_command_palette=False)
+    def footer(self) -> KeyBar:
+        return KeyBar()
 
 
 class FilterableScreen(LedgerScreen):
@@ -57,18 +58,26 @@ class FilterableScreen(LedgerScreen):
 
     filter_text = ""
 
-    def filter_input(self) -> Input:
+    async def filter_input(self) -> Input:
+        """The filter box, created on the first `/` (an Input costs time to open a screen with)."""
+        existing = self.query("#filter")
+        if existing:
+            return existing.first(Input)
         inp = Input(placeholder="filter: words that must all appear (Enter to keep, Esc to clear)",
                     id="filter")
-        inp.display = False
+        await self.mount(inp, after=self.query_one("#title"))
         return inp
+
+    def filter_has_focus(self) -> bool:
+        found = self.query("#filter")
+        return bool(found) and found.first().has_focus
 
     @property
     def table(self) -> LazyTable:
         return self.query_one("#main", LazyTable)
 
-    def action_filter(self) -> None:
-        inp = self.query_one("#filter", Input)
+    async def action_filter(self) -> None:
+        inp = await self.filter_input()
         inp.display = True
         inp.value = self.filter_text
         inp.focus()
@@ -104,8 +113,8 @@ class FilterableScreen(LedgerScreen):
         pass
 
     def action_back(self) -> None:
-        inp = self.query_one("#filter", Input)
-        if inp.has_focus or self.filter_text:
+        if self.filter_has_focus() or self.filter_text:
+            inp = self.query_one("#filter", Input)
             inp.value = ""
             self.apply_filter("")
             inp.display = False

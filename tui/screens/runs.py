@@ -1,6 +1,7 @@
 """Runs: every run with its model, method, stream, steps, status, headline metrics and a sparkline."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.text import Text
@@ -45,10 +46,10 @@ class RunsScreen(FilterableScreen):
         self.sort_reverse = False
         self.headline: list[Metric] = []
         self.runs: list[RunItem] = []
+        self.shown_at: float | None = None    # perf_counter when first painted (benchmark)
 
     def compose(self) -> ComposeResult:
         yield self.title_bar()
-        yield self.filter_input()
         table = LazyTable([], self.format_row, id="main")
         table.mark_key = lambda r: r.run_id
         yield table
@@ -57,6 +58,7 @@ class RunsScreen(FilterableScreen):
     def on_mount(self) -> None:
         self.reload()
         self.table.focus()
+        self.call_after_refresh(lambda: setattr(self, "shown_at", time.perf_counter()))
 
     def columns(self) -> list[Column]:
         cols = [Column("run", "run", max_width=14), Column("model", "model", max_width=16),
@@ -148,7 +150,7 @@ class RunsScreen(FilterableScreen):
             self.app.push_screen(AuditScreen(r.run_id))
 
     def action_back(self) -> None:
-        if self.filter_text or self.query_one("#filter").has_focus:
+        if self.filter_text or self.filter_has_focus():
             super().action_back()
 
 

@@ -1,11 +1,14 @@
 """Timeline of a run: one row per version, with the branch structure drawn in the first column."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.worker import get_current_worker
+from textual import work
 
 from tui import format as F
 from tui.screens.base import FilterableScreen
@@ -38,12 +41,14 @@ class TimelineScreen(FilterableScreen):
         super().__init__()
         self.run_id = run_id
         self.key_metrics: list[Metric] = []
+        self.changes_loaded = False      # the Δ columns are filled by a worker after the rows show
+        self.shown_at: float | None = None    # perf_counter when the rows were first painted (benchmark)
+        self.changes_at: float | None = None  # ... and when the Δ columns were
         self.diff_from: int | None = None
         self.items: list[TimelineItem] = []
 
     def compose(self) -> ComposeResult:
         yield self.title_bar()
-        yield self.filter_input()
         table = LazyTable([], self.format_row, id="main")
         table.mark_key = lambda it: it.version_id
         yield table
@@ -72,18 +77,18 @@ class TimelineScreen(FilterableScreen):
         cells: list[Any] = [graph, str(it.step), f"v{it.version_id}", F.styled(it.kind, F.KIND_STYLES),
                             label, F.num(it.efficacy, 2)]
         for m in self.key_metrics:
-            cells.append(F.change_text(it.changes.get(m), F.higher_is_better(m[1])))
+            cells.append(F.change_text(it.changes.get(m) if it.changes else None, F.higher_is_better(m[1])))
         flags = []
         if it.is_head:
             flags.append("HEAD")
-        flags.extend(it.flags)
+        flags.extend(it.flags or ())
         cells.append(Text(" ".join(flags), style="bold red" if it.flags else "bold"))
         return cells
 
     def reload(self) -> None:
         super().reload()
         run = self.data.run(self.run_id)
-        items, key_metrics = self.data.timeline(self.run_id)
+        items, key_metrics = self.data.timeline(self.run_id, changes=False)
         width = max((len(it.graph) for it in items), default=1)
         table = self.table
         if key_metrics != self.key_metrics or not table.columns or table.columns[0].width != width:
@@ -103,6 +108,29 @@ class TimelineScreen(FilterableScreen):
         self.items = items
         self.run = run
         self.update_title()
+        self.changes_loaded = False
+        # after the first paint, so the worker does not compete with drawing the rows
+        self.call_after_refresh(self.load_changes, items, key_metrics)
+        if self.shown_at is None:
+            self.call_after_refresh(self._mark_shown)
+
+    def _mark_shown(self) -> None:
+        self.shown_at = time.perf_counter()
+
+    @work(thread=True, exclusive=True, group="timeline-changes")
+    def load_changes(self, items: list[TimelineItem], metrics: list[Metric]) -> None:
+        """The Δ columns need two trajectories (≈0.2 s for 10,000 versions): read them off the UI
+        thread, so the rows show at once and the changes fill in a moment later."""
+        self.data.timeline_changes(self.run_id, items, metrics)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._changes_ready, items)
+
+    def _changes_ready(self, items: list[TimelineItem]) -> None:
+        if items is self.items:
+            self.changes_loaded = True
+            self.table.refresh()
+            if self.changes_at is None:
+                self.call_after_refresh(lambda: setattr(self, "changes_at", time.perf_counter()))
 
     def update_title(self) -> None:
         r = self.run
@@ -186,6 +214,9 @@ class TimelineScreen(FilterableScreen):
         except UserError as e:
             self.notify(str(e), title="refused", severity="error", timeout=8)
             return
+        except Exception as e:  # a bug below us: say so, keep the browser open
+            self.notify(f"{type(e).__name__}: {e}", title="failed (nothing recorded?)", severity="error", timeout=12)
+            return
         self.notify(f"{what}: new version v{vid}", title="recorded")
         self.app.action_reload()
         self.table.move_to(len(self.table.rows) - 1)
@@ -214,7 +245,7 @@ class TimelineScreen(FilterableScreen):
             self.table.refresh()
             self.update_title()
             return
-        if self.filter_text or self.query_one("#filter").has_focus:
+        if self.filter_text or self.filter_has_focus():
             super().action_back()
             return
         self.app.pop_screen()

@@ -138,12 +138,13 @@ class LazyTable(ScrollView, can_focus=True):
         self.refresh()
 
     def _fit_columns(self) -> None:
-        """Fit columns without a fixed width to their widest value, looking at up to 2,000 rows
-        (first and last) so that a 10,000-row timeline does not format every row."""
+        """Fit columns without a fixed width to their widest value, looking at up to 600 rows
+        (the first 100 and the last 500: ids and steps grow) so that a 10,000-row timeline does
+        not format every row; a wider value elsewhere is truncated with an ellipsis."""
         fit = [i for i, c in enumerate(self.columns) if not c.width and not c.flex]
         if not fit:
             return
-        sample = self.rows if len(self.rows) <= 2000 else self.rows[:1000] + self.rows[-1000:]
+        sample = self.rows if len(self.rows) <= 600 else self.rows[:100] + self.rows[-500:]
         widths = {i: len(self.columns[i].label) for i in fit}
         for item in sample:
             cells = self.formatter(item)
