@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from ledger import migrate
 from ledger.artifacts import META_PREFIX, TMP_PREFIX, ArtifactCorrupt, ArtifactMissing, ArtifactStore
-from ledger.engine import is_sqlite, make_engine, resolve, sqlite_path
+from ledger.engine import BEGIN_IMMEDIATE, is_sqlite, make_engine, resolve, sqlite_path
 from ledger.errors import InputError, IntegrityError, UserError
 from ledger.records import DeltaInput, ProbeRecord
 from ledger.schema import (
@@ -120,6 +120,7 @@ class Ledger:
         self.home = Path(home)
         self.engine = engine
         self.store = ArtifactStore(self.home / "artifacts")
+        self._sqlite = is_sqlite(url)
 
     # ------------------------------------------------------------------ open / close
     @classmethod
@@ -157,6 +158,21 @@ class Ledger:
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
 
+    @contextlib.contextmanager
+    def _write(self):
+        """A session in one write transaction, committed on exit. On SQLite it starts with BEGIN
+        IMMEDIATE: a deferred transaction that reads first and then finds another process
+        (a replay, the TUI) committed meanwhile fails with "database is locked" at once, instead
+        of waiting for the busy timeout."""
+        with self.engine.connect() as conn:
+            if self._sqlite:
+                conn.info[BEGIN_IMMEDIATE] = True
+            try:
+                with Session(bind=conn, expire_on_commit=False) as s, s.begin():
+                    yield s
+            finally:
+                conn.info.pop(BEGIN_IMMEDIATE, None)
+
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def _get(s: Session, cls, key, what: str):
@@ -189,7 +205,7 @@ class Ledger:
             return self._register_base_model(name, source, fingerprint, config, tensor_fingerprints)
 
     def _register_base_model(self, name, source, fingerprint, config, tensor_fingerprints) -> BaseModelRow:
-        with self._session() as s, s.begin():
+        with self._write() as s:
             row = s.execute(sa.select(BaseModelRow).where(BaseModelRow.fingerprint == fingerprint)).scalar_one_or_none()
             if row is not None:
                 return row
@@ -227,7 +243,7 @@ class Ledger:
         _jsonable(hparams, "hparams")
         _jsonable(config or {}, "the run config")
         start = parent_version_id if parent_version_id is not None else self.base_version(base_model_id).id
-        with self._session() as s, s.begin():
+        with self._write() as s:
             v = self._get(s, VersionRow, start, "version")
             assert v.base_model_id == base_model_id, (
                 f"version {start} belongs to base model {v.base_model_id}, not {base_model_id}")
@@ -245,7 +261,7 @@ class Ledger:
     def set_run_status(self, run_id: int, status: str, note: str | None = None) -> None:
         if status not in RUN_STATUSES:
             raise InputError(f"unknown run status {status!r}; use one of {', '.join(RUN_STATUSES)}")
-        with self._session() as s, s.begin():
+        with self._write() as s:
             run = self._get(s, RunRow, run_id, "run")
             run.status = status
             if note is not None:
@@ -291,7 +307,7 @@ class Ledger:
                                t.numel() * t.element_size(), size))
 
         # 2. one transaction
-        with self._session() as s, s.begin():
+        with self._write() as s:
             run = self._get(s, RunRow, run_id, "run")
             parent = self._get(s, VersionRow, parent_version_id, "version")
             assert parent.base_model_id == run.base_model_id, (
@@ -349,7 +365,7 @@ class Ledger:
                    tensor_fingerprints: dict[str, str], note: str) -> VersionRow:
         """A reset or branch marker (no deltas): a version whose weights equal its parent's; moves head."""
         assert kind in ("reset", "branch"), f"markers are 'reset' or 'branch', not {kind!r}"
-        with self._session() as s, s.begin():
+        with self._write() as s:
             run = self._get(s, RunRow, run_id, "run")
             parent = self._get(s, VersionRow, parent_version_id, "version")
             assert parent.base_model_id == run.base_model_id, (
@@ -367,14 +383,14 @@ class Ledger:
     def seal_version(self, version_id: int, tensor_fingerprints: dict[str, str]) -> None:
         """Record the fingerprints of a version made without the model (a revert) the first time it
         is materialised; a sealed version is never resealed (later checkouts verify against it)."""
-        with self._session() as s, s.begin():
+        with self._write() as s:
             v = self._get(s, VersionRow, version_id, "version")
             if v.tensor_fingerprints:
                 raise IntegrityError(f"version {version_id} is already sealed; its fingerprints are not rewritten")
             v.tensor_fingerprints = dict(tensor_fingerprints)
 
     def set_head(self, run_id: int, version_id: int) -> None:
-        with self._session() as s, s.begin():
+        with self._write() as s:
             run = self._get(s, RunRow, run_id, "run")
             v = self._get(s, VersionRow, version_id, "version")
             if v.base_model_id != run.base_model_id:
@@ -388,7 +404,7 @@ class Ledger:
         for p in probes:
             assert p.against in PROBE_AGAINST, f"probe {p.suite}/{p.metric}: against={p.against!r} not in {PROBE_AGAINST}"
             _jsonable(p.detail, f"probe {p.suite}/{p.metric} detail")
-        with self._session() as s, s.begin():
+        with self._write() as s:
             v = self._get(s, VersionRow, version_id, "version")
             self._add_probes(s, v, probes, utcnow())
 
@@ -558,7 +574,7 @@ class Ledger:
         digest, size = self._write_artifact(tensors, "stats", {
             "model_fingerprint": model_fingerprint, "layer": layer, "corpus_digest": corpus_digest,
             "sample_count": sample_count})
-        with self._session() as s, s.begin():
+        with self._write() as s:
             key = self._stats_key(model_fingerprint, layer, corpus_digest, sample_count)
             row = s.execute(sa.select(StatsCacheRow).where(*key)).scalar_one_or_none()
             self._ensure_artifact_row(s, digest, "stats", size)
@@ -588,7 +604,7 @@ class Ledger:
     def record_audit(self, run_id: int, findings: list[dict]) -> None:
         """Replace the run's audit findings (an audit is recomputable; the latest one stands).
         Each finding: version_id (or None), metric, score, evidence (JSON), summary."""
-        with self._session() as s, s.begin():
+        with self._write() as s:
             self._get(s, RunRow, run_id, "run")
             s.execute(sa.delete(AuditFindingRow.__table__).where(AuditFindingRow.__table__.c.run_id == run_id))
             now = utcnow()

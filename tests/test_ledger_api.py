@@ -283,3 +283,33 @@ def test_revert_reuses_stored_artifacts(ledger, base):
         ledger.record_step(run.id, step=4, parent_version_id=rv.id, kind="revert", requests=[], deltas=[bogus],
                            tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0)
     assert ledger.run(run.id).head_version_id == rv.id
+
+
+def test_a_writer_waits_for_another_process_writing(tmp_path):
+    import sqlite3
+    import threading
+    import time
+
+    path = tmp_path / "busy.db"
+    with Ledger.open(str(path)) as L:
+        bm = L.register_base_model("tiny", "t", "a" * 64, {})
+        run = L.begin_run(base_model_id=bm.id, method="FT", hparams={}, stream_name="s", stream_digest="b" * 64,
+                          stream_kind="sequential")
+        locked = threading.Event()
+
+        def other_process():   # e.g. the TUI recording a revert while the replay records a step
+            con = sqlite3.connect(path, isolation_level=None)
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("UPDATE run SET note = 'busy' WHERE id = ?", (run.id,))
+            locked.set()
+            time.sleep(0.5)
+            con.execute("COMMIT")
+            con.close()
+
+        t = threading.Thread(target=other_process)
+        t.start()
+        locked.wait()
+        v = L.record_step(run.id, step=1, parent_version_id=run.head_version_id, requests=[_req(1)], deltas=[],
+                          tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0)
+        t.join()
+        assert L.run(run.id).head_version_id == v.id and L.run(run.id).note == "busy"
