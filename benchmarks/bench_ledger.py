@@ -25,6 +25,8 @@ from ledger import DeltaInput, Ledger, ProbeRecord  # noqa: E402
 
 
 def record(db: Path, steps: int, with_deltas: bool):
+    import torch
+    torch.set_num_threads(1)
     L = Ledger.open(str(db))
     bm = L.register_base_model("bench", "synthetic", "0" * 64, {})
     run = L.begin_run(base_model_id=bm.id, method="ROME", hparams={"layer": 5}, stream_name="bench",
