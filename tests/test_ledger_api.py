@@ -313,3 +313,14 @@ def test_a_writer_waits_for_another_process_writing(tmp_path):
                           tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0)
         t.join()
         assert L.run(run.id).head_version_id == v.id and L.run(run.id).note == "busy"
+
+
+def test_seal_version_records_fingerprints_once(ledger, base):
+    run = _run(ledger, base)
+    rv = ledger.record_step(run.id, step=1, parent_version_id=run.head_version_id, kind="revert", requests=[],
+                            deltas=[], tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0)
+    ledger.seal_version(rv.id, {"h.0.w": "1" * 64})
+    assert ledger.version(rv.id).tensor_fingerprints == {"h.0.w": "1" * 64}
+    with pytest.raises(IntegrityError, match="already sealed"):
+        ledger.seal_version(rv.id, {"h.0.w": "2" * 64})
+    assert ledger.version(rv.id).tensor_fingerprints == {"h.0.w": "1" * 64}
