@@ -222,7 +222,9 @@ class ProbeRunner:
         if due("multihop"):
             recs += _multihop(ctx, [g for g in done if any("multihop" in steps[j - 1].probes for j in group_members[g])], group_members)
         if due("conflict") or due("tied_fact"):
-            recs += _conflict(ctx, [g for g in done if len(group_members[g]) > 1], group_members, state["intermediate"])
+            recs += _conflict(ctx, [g for g in done if len(group_members[g]) > 1 and any(
+                s in steps[j - 1].probes for j in group_members[g] for s in ("conflict", "tied_fact"))],
+                group_members, state["intermediate"])
         if due("round"):
             recs += _round(ctx, [g for g in done if any("round" in steps[j - 1].probes for j in group_members[g])], group_members)
         if self.general is not None:
@@ -541,7 +543,7 @@ def _conflict(ctx: _Ctx, groups: list[str], members: dict[str, list[int]], inter
     by_kind: dict[str, dict[str, list]] = {}
     for g in groups:
         kind = ctx.steps[members[g][0] - 1].kind
-        kind = {"reverse_conflict": "reverse", "composite_conflict": "composite"}.get(kind, kind)
+        kind = kind[:-len("_conflict")] if kind.endswith("_conflict") else kind   # reverse / composite / coverage
         b = by_kind.setdefault(kind, {"new": [], "old": [], "old_mid": [], "tied": [], "tied_mid": [], "succ": [], "det": []})
         mid = inter.get(g, {})
         for j, i, it in _group_items(ctx, members[g], "conflict"):
@@ -586,8 +588,8 @@ def _round(ctx: _Ctx, groups: list[str], members: dict[str, list[int]]) -> list[
     for g in groups:
         last = members[g][-1]
         for i, it in enumerate(ctx.items(last, "round")):
-            if not it.choices:
-                continue
+            if not it.choices or (it.label is None and it.target not in it.choices):
+                continue   # no object set, or the target is not in it: nothing to compare
             tgt = it.label if it.label is not None else list(it.choices).index(it.target)
             ks = [_key(last, "round", i, f"c{j}") for j in range(len(it.choices))]
             now = M.normalise([_mlp(ctx.cur[k]) for k in ks])
