@@ -354,3 +354,50 @@ async def test_live_update_shows_new_steps(ledger_copy):
         await pilot.press("escape")                               # runs screen refreshes on resume
         await settle(pilot)
         assert shown(app)[1][4] == "13"
+
+
+async def test_mouse_rows_and_header_sort(sample):
+    root, _ = sample
+    app = make_app(str(root / "ledger.db"))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        t = table(app)
+        await pilot.click("#main", offset=(3, 2))                 # second data row (row 0 is the header)
+        assert t.cursor_row == 1
+        x_status = 1 + sum(w + 1 for w in t._layout_widths(t.size.width)[:5])   # start of "status"
+        await pilot.click("#main", offset=(x_status + 1, 0))
+        assert "sort: status" in title(app)
+        assert [r[5] for r in shown(app)] == ["done", "interrupted"]
+        await pilot.click("#main", offset=(x_status + 1, 0))     # again: reversed
+        assert [r[5] for r in shown(app)] == ["interrupted", "done"]
+        await pilot.click("#main", offset=(3, 1), times=2)        # double click opens the run
+        await settle(pilot)
+        assert type(app.screen).__name__ == "TimelineScreen" and "run-2" in title(app)
+
+
+async def test_timeline_dims_versions_off_the_head_line(sample):
+    root, ids = sample
+    app = make_app(str(root / "ledger.db"), run_id=ids["runs"][0]["id"])
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        rows = table(app).rows
+        # head = reset to step 2: its history is base, step 1, step 2, the reset marker
+        assert [it.step for it in rows if it.on_head] == [0, 1, 2, 14]
+        edit_col = [c.key for c in table(app).columns].index("edit")
+        assert "dim" in str(table(app).formatter(rows[5])[edit_col].spans[-1].style)
+
+
+def test_cli_tui_unknown_run_is_a_clean_error(sample, capsys):
+    from editledger.cli import main
+    root, _ = sample
+    code = main(["--db", str(root / "ledger.db"), "tui", "no-such-run"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no run 'no-such-run'" in err and "Traceback" not in err
+
+
+def test_cli_tui_missing_ledger_is_a_clean_error(tmp_path, capsys):
+    from editledger.cli import main
+    code = main(["--db", str(tmp_path / "absent.db"), "tui"])
+    assert code == 2 and "no ledger at" in capsys.readouterr().err
+    assert not (tmp_path / "absent.db").exists()                 # the TUI never creates a ledger

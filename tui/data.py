@@ -67,6 +67,20 @@ def layer_of(tensor: str) -> str:
     return m.group(1) if m else ""
 
 
+def mark_head_line(items: Sequence[TimelineItem]) -> None:
+    """Set ``on_head`` to whether each version is the head or one of its ancestors."""
+    by_id = {it.version_id: it for it in items}
+    line: set[int] = set()
+    cur = next((it for it in items if it.is_head), None)
+    while cur is not None and cur.version_id not in line:
+        line.add(cur.version_id)
+        cur = by_id.get(cur.parent_id) if cur.parent_id is not None else None
+    if not line:        # the head is outside this run's rows (a branch run's start): keep all
+        return
+    for it in items:
+        it.on_head = it.version_id in line
+
+
 GLYPHS = {"edit": "●", "base": "○"}   # every other kind (revert, reset, branch) is ◆; the head is ◉
 
 
@@ -249,6 +263,7 @@ class LedgerData:
                 if it is not None:
                     it.flags = (it.flags or []) + ["⚑" + f.metric.split("/")[-1]]
         graph_lanes(items)
+        mark_head_line(items)
         metrics = key_metrics(self.ledger.metrics(run_id), N_KEY_CHANGES)
         if changes:
             self.timeline_changes(run_id, items, metrics)

@@ -41,6 +41,7 @@ class TimelineItem:
     flags: list[str] | None = None               # audit findings naming this version
     is_head: bool = False
     graph: str = ""           # lane drawing of the version DAG (filled by data.graph_lanes)
+    on_head: bool = True      # on the head's history (False: left behind by a reset/revert)
 
 
 @dataclass

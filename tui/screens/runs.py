@@ -42,6 +42,7 @@ class RunsScreen(FilterableScreen):
 
     def __init__(self) -> None:
         super().__init__()
+        self.sorts = list(SORTS)          # `s` cycles these; a header click may add a metric's
         self.sort_index = 0
         self.sort_reverse = False
         self.headline: list[Metric] = []
@@ -88,12 +89,12 @@ class RunsScreen(FilterableScreen):
             self.headline = headline
             table.columns = self.columns()
             table._widths = [c.width or len(c.label) for c in table.columns]
-        name, key = SORTS[self.sort_index]
+        name, key = self.sorts[self.sort_index]
         table.set_items(sorted(self.runs, key=key, reverse=self.sort_reverse))
         self.update_title()
 
     def update_title(self) -> None:
-        name = SORTS[self.sort_index][0]
+        name = self.sorts[self.sort_index][0]
         shown = len(self.table.rows)
         count = f"{shown} of {len(self.runs)} runs" if shown != len(self.runs) else f"{len(self.runs)} runs"
         parts = [f"editledger · {self.data.location}", count,
@@ -111,13 +112,39 @@ class RunsScreen(FilterableScreen):
         return f"{r.run_id} {r.stream_kind}".lower()
 
     def action_sort(self) -> None:
-        self.sort_index = (self.sort_index + 1) % len(SORTS)
-        self.table.sort(SORTS[self.sort_index][1], reverse=self.sort_reverse)
+        self.sort_index = (self.sort_index + 1) % len(self.sorts)
+        self.table.sort(self.sorts[self.sort_index][1], reverse=self.sort_reverse)
         self.update_title()
 
     def action_reverse(self) -> None:
         self.sort_reverse = not self.sort_reverse
-        self.table.sort(SORTS[self.sort_index][1], reverse=self.sort_reverse)
+        self.table.sort(self.sorts[self.sort_index][1], reverse=self.sort_reverse)
+        self.update_title()
+
+    def on_lazy_table_header_clicked(self, event: LazyTable.HeaderClicked) -> None:
+        """A click on a column header sorts by it; a second click reverses."""
+        key = event.column.key
+        fields = {"run": "run_id", "model": "model", "method": "method", "stream": "stream",
+                  "steps": "steps", "status": "status"}
+        names = [n for n, _ in self.sorts]
+        if key in fields:
+            name = {"run": "id"}.get(key, key)
+            if name not in names:
+                self.sorts.append((name, lambda r, f=fields[key]: (getattr(r, f), r.run_id)))
+                names.append(name)
+            index = names.index(name)
+        else:   # a headline metric column: sort by its value (missing last)
+            metric = next((m for m in self.headline if F.metric_name(m) == key), None)
+            if metric is None:
+                return
+            name = F.metric_name(metric)
+            if name not in names:
+                self.sorts.append((name, lambda r, m=metric: (m not in r.headline, r.headline.get(m, 0.0), r.run_id)))
+                names.append(name)
+            index = names.index(name)
+        self.sort_reverse = (not self.sort_reverse) if index == self.sort_index else False
+        self.sort_index = index
+        self.table.sort(self.sorts[index][1], reverse=self.sort_reverse)
         self.update_title()
 
     def action_mark(self) -> None:

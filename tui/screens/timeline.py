@@ -19,7 +19,8 @@ from tui.widgets.lazy_table import Column, LazyTable
 
 class TimelineScreen(FilterableScreen):
     HELP = ("One row per version of the run: the graph column draws the version DAG (● edit, "
-            "◆ reset/revert/branch, ○ base, ◉ the head; ├ marks where a branch leaves its parent). "
+            "◆ reset/revert/branch, ○ base, ◉ the head; ├ marks where a branch leaves its parent); "
+            "edits that are no longer on the head's history are dimmed. "
             "Enter opens the edit's detail. d marks a version for a diff and d on a second version "
             "opens the diff. r resets the run's head to the version under the cursor, v reverts "
             "that step (both ask first and are recorded in the ledger like the CLI's). x shows the "
@@ -74,6 +75,8 @@ class TimelineScreen(FilterableScreen):
             label = Text(it.note or it.kind, style="italic")
         else:
             label = Text(F.edit_label(it.subject, it.old, it.new, it.n_requests))
+        if not it.on_head:      # left behind by a reset or revert: still browsable, shown dim
+            label.stylize("dim")
         cells: list[Any] = [graph, str(it.step), f"v{it.version_id}", F.styled(it.kind, F.KIND_STYLES),
                             label, F.num(it.efficacy, 2)]
         for m in self.key_metrics:

@@ -77,6 +77,15 @@ class LazyTable(ScrollView, can_focus=True):
     class RowSelected(RowHighlighted):
         pass
 
+    class HeaderClicked(Message):
+        def __init__(self, table: "LazyTable", column: "Column") -> None:
+            super().__init__()
+            self.table, self.column = table, column
+
+        @property
+        def control(self) -> "LazyTable":
+            return self.table
+
     def __init__(self, columns: Sequence[Column], formatter: Callable[[Any], Sequence[Any]],
                  *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
@@ -214,7 +223,20 @@ class LazyTable(ScrollView, can_focus=True):
         i = round(self.scroll_y) + y - 1
         return i if 0 <= i < len(self.rows) else -1
 
+    def column_at(self, x: int) -> Column | None:
+        pos = 1
+        for col, w in zip(self.columns, self._layout_widths(self.size.width)):
+            if pos <= x < pos + w:
+                return col
+            pos += w + 1
+        return None
+
     def on_click(self, event: Click) -> None:
+        if event.y == 0:
+            col = self.column_at(event.x)
+            if col is not None:
+                self.post_message(self.HeaderClicked(self, col))
+            return
         i = self._row_at(event.y)
         if i < 0:
             return
