@@ -21,6 +21,7 @@ from simulator.session import Session, delta_to_input
 from simulator.stopping import StopCondition
 
 RESUMABLE = ("running", "interrupted", "failed")
+PROBE_STATE = "_probe_state"    # diagnostics key: the probes' comparison state after the step (for resume)
 
 
 @dataclass
@@ -34,6 +35,7 @@ class ReplayOptions:
     probe_every: dict[str, int] = field(default_factory=dict)  # suite -> every k steps (0 = only at the end)
     stats_corpus: str = "self"                # "self" (text sampled from the model), "wikitext", or a file path
     stats_tokens: int | None = None           # tokens for second-moment statistics (None: the method's default)
+    general: str = "builtin"                  # general-ability sets (perplexity, downstream, fluency): "builtin" or "none"
     progress: bool = True
 
     def to_config(self) -> dict:
@@ -66,7 +68,8 @@ class Replayer:
             raise InputError(str(e)) from None
         self.hparams = load_hparams(options.method, lm.spec, options.hparams_file, options.hparams)
         cfg = ProbeConfig(every=dict(options.probe_every)) if options.probe_every else ProbeConfig()
-        self.probes = ProbeRunner(lm.model, lm.tokenizer, lm.spec, cfg)
+        self.probes = ProbeRunner(lm.model, lm.tokenizer, lm.spec, cfg, general=_general_sets(options.general),
+                                  progress=options.progress)
         self.stops = [StopCondition.parse(t) for t in options.stop_when]
         self.stats = _stats_provider(session, options, int(getattr(self.hparams, "mom2_n_samples", 4096)))
         self.timing = {"edit_s": 0.0, "probe_s": 0.0, "record_s": 0.0, "reference_s": 0.0}
@@ -111,10 +114,8 @@ class Replayer:
         index = max(0, done - first + 1)            # steps already committed
         head = run.head_version_id
         self.s.checkout(head)                       # verified: the weights are the committed ones
-        previous = None
-        if index > 0:                               # rebuild the comparison state of the last step
-            _, previous = self.probes.measure(step_index=index, steps=steps,
-                                              reference=cfg["reference"], previous=None)
+        # the comparison state the last committed step left (stored with it, so nothing is re-measured)
+        previous = (led.version(head).diagnostics or {}).get(PROBE_STATE) if index > 0 else None
         led.set_run_status(run_id, "running", note=f"resumed after step {done}")
         return self._replay(run_id, steps, first, head, cfg["reference"], previous, index)
 
@@ -159,6 +160,7 @@ class Replayer:
                     keyframe = self.s.keyframe_of(fps)
                 diag = dict(result.diagnostics)
                 diag["timing_s"] = {"edit": round(t1 - t0, 4), "probes": round(t2 - t1, 4)}
+                diag[PROBE_STATE] = state
                 version = led.record_step(
                     run_id, step=stepno, parent_version_id=head, kind="edit",
                     requests=[r.to_dict() for r in step.requests],
@@ -225,6 +227,15 @@ def _base_values(reference: dict) -> dict[tuple[str, str], float]:
         suite, metric = k.split(".", 1)
         out[(suite, metric)] = float(v)
     return out
+
+
+def _general_sets(name: str):
+    from simulator.probes import GeneralSets
+    if name == "none":
+        return None
+    if name == "builtin":
+        return GeneralSets.builtin()
+    raise InputError(f"unknown general-ability set {name!r}: use 'builtin' or 'none'")
 
 
 def _as_dict(hparams) -> dict:

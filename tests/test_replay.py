@@ -11,8 +11,7 @@ from simulator.requests import STREAM_KINDS
 from simulator.rollback import reset, revert, version_at
 from simulator.session import Session, delta_from_row
 
-FAST = dict(stats_tokens=256, keyframe_every=3, progress=False,
-            probe_every={"perplexity": 0, "downstream": 0, "fluency": 0})
+FAST = dict(stats_tokens=256, keyframe_every=3, progress=False, general="none")
 
 
 class Crash(BaseException):
@@ -147,3 +146,27 @@ def test_reset_revert_branch(tmp_path):
     assert lineage[3].kind == "branch" and lineage[3].run_id == new_id
     assert [x.step for x in lineage[4:]] == [3, 4]
     s.checkout(led.run(new_id).head_version_id)
+
+
+def test_ten_step_replay_records_full_probe_set_and_report_renders_from_ledger(tmp_path):
+    from simulator import report
+    stream = _stream("sequential", 10)
+    every = {s: 1 for s in ("perplexity", "downstream", "fluency")}
+    led, s, run_id = _replay(tmp_path, stream, general="builtin", probe_every=every)
+    versions = led.versions(run_id)
+    assert len(versions) == 10
+    for v in versions:
+        suites = {p.suite for p in led.probes(v.id)}
+        assert {"rewrite", "paraphrase", "neighborhood", "perplexity", "downstream", "fluency"} <= suites, suites
+        if v.step > 1:
+            assert "retention" in suites
+    assert [st for st, _ in led.trajectory(run_id, "perplexity", "ppl", against="none")] == list(range(1, 11))
+    led.close()
+    # the report needs the ledger alone
+    again = Ledger.open(str(tmp_path / "l.db"), create=False)
+    reports = report.collect(again, [run_id])
+    for fmt in ("text", "json", "csv", "markdown"):
+        out = report.render(reports, fmt)
+        assert out.strip() and "rome" in out.lower()
+    assert report.plot(reports, str(tmp_path / "fig4.png"))
+    assert (tmp_path / "fig4.png").stat().st_size > 1000
