@@ -144,6 +144,9 @@ async def test_detail_screen_request_deltas_probes(sample):
         body = text_of(app, "#edit-text")
         assert "subject   Lyon" in body and "old → new Beirut → Manila" in body
         assert "Method    ROME" in body and "clamp_norm_factor" in body
+        # the step's probe items come from the stream the run keeps in its config
+        assert "Probes of this step (2 items" in body
+        assert "In short, Lyon is a twin city of → Manila  (not Beirut)" in body
         assert f"checkout {run1['id']}@7 --export" in body
         await pilot.press("2")
         d = shown(app, "#delta-table")
@@ -401,3 +404,21 @@ def test_cli_tui_missing_ledger_is_a_clean_error(tmp_path, capsys):
     code = main(["--db", str(tmp_path / "absent.db"), "tui"])
     assert code == 2 and "no ledger at" in capsys.readouterr().err
     assert not (tmp_path / "absent.db").exists()                 # the TUI never creates a ledger
+
+
+async def test_empty_ledger_says_what_to_do_and_picks_up_a_new_run(tmp_path):
+    from ledger import Ledger
+    db = str(tmp_path / "empty.db")
+    Ledger.open(db).close()                                       # an empty ledger at the current schema
+    app = make_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert "No runs in this ledger yet" in text_of(app, "#empty") and "0 runs" in title(app)
+        with Ledger.open(db) as led:                              # a replay starts meanwhile
+            bm = led.register_base_model("tiny-gptj", "test", "c" * 64, {})
+            led.begin_run(base_model_id=bm.id, method="ROME", hparams={}, stream_name="s.jsonl",
+                          stream_digest="0" * 64, stream_kind="sequential")
+        assert app.poll_ledger()
+        await settle(pilot)
+        assert [r[0] for r in shown(app)] == ["run-1"] and shown(app)[0][5] == "running"
+        assert not app.screen.query_one("#empty").display

@@ -331,7 +331,15 @@ class LedgerData:
                   for p in self.ledger.probes(version_id)]
         probes.sort(key=lambda p: (metric_order((p.suite, p.metric)), AGAINST_ORDER.index(p.against)
                                    if p.against in AGAINST_ORDER else 9))
+        step_probes: dict[str, list[dict[str, Any]]] = {}
+        if run is not None and v.kind == "edit":
+            # the replay keeps the stream (with each step's probe items) in the run's config
+            stream = (run.config or {}).get("stream") or []
+            i = v.step - int((run.config or {}).get("first_step", 1))
+            if 0 <= i < len(stream) and isinstance(stream[i], dict):
+                step_probes = dict(stream[i].get("probes") or {})
         return DetailView(
+            step_probes=step_probes,
             version_id=v.id, run_id=v.run_id, step=v.step, kind=v.kind, parent_id=v.parent_id,
             note=v.note or "", created=stamp(v.created_at), method=run.method if run else "(base model)",
             hparams=dict(run.hparams) if run else {}, requests=reqs, deltas=deltas, probes=probes,

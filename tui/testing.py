@@ -75,11 +75,22 @@ def build_sample_ledger(db: str, *, steps: int = 12, runs: int = 2, seed: int = 
         led.record_probes(out["base"], _probes(0, rng, set()))   # the base measured once, like a replay does
         for k in range(runs):
             method = ["ROME", "MEMIT", "FT"][k % 3]
+            stream = []   # the stream as the replay stores it in the run config (Step.to_dict())
+            for step in range(1, steps + 1):
+                subj, prompt, old, new = SUBJECTS[(step - 1 + k) % len(SUBJECTS)]
+                other = SUBJECTS[step % len(SUBJECTS)]
+                stream.append({"v": 1, "kind": "sequential", "requests": [
+                    {"subject": subj, "prompt": prompt, "target_new": new, "target_old": old}],
+                    "probes": {"paraphrase": [{"prompt": f"In short, {prompt.replace('{}', subj)}", "target": new,
+                                               "alt": old}],
+                               "neighborhood": [{"prompt": other[1].replace("{}", other[0]), "target": other[2],
+                                                 "alt": new}]}})
             run = led.begin_run(base_model_id=bm.id, method=method,
                                 hparams={"layers": [1] if method == "ROME" else [1, 2], "v_lr": 0.5,
                                          "clamp_norm_factor": 4.0, "mom2_update_weight": 15000},
                                 stream_name=f"counterfact-{steps}.jsonl", stream_digest=f"{k:064x}",
-                                stream_kind="sequential", config={"seed": seed})
+                                stream_kind="sequential",
+                                config={"seed": seed, "stream": stream, "first_step": 1})
             parent = run.head_version_id
             versions = []
             for step in range(1, steps + 1):

@@ -84,6 +84,7 @@ class DetailView:
     diagnostics: dict[str, Any]
     wall_time_s: float
     export_command: str       # the CLI command that materialises this version's weights
+    step_probes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # the step's probe items, by suite
 
 
 @dataclass

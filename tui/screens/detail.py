@@ -98,9 +98,17 @@ class DetailScreen(LedgerScreen):
             for key in ("relation", "case_id", "group", "role"):
                 if r.get(key):
                     lines.append(f"  {key:<9} {r[key]}")
-            for suite, prompts in (r.get("probes") or {}).items():
-                lines.append(f"  probes    {suite}: {len(prompts)}")
-                lines += [f"            · {p}" for p in prompts[:3]]
+            lines.append("")
+        if v.step_probes:
+            n = sum(len(items) for items in v.step_probes.values())
+            lines.append(f"Probes of this step ({n} items; results in the Probes tab)")
+            for suite, items in v.step_probes.items():
+                lines.append(f"  {suite} ({len(items)})")
+                for item in items[:3]:
+                    alt = f"  (not{item['alt']})" if item.get("alt") else ""
+                    lines.append(f"    · {item.get('prompt', '')} →{item.get('target', '')}{alt}")
+                if len(items) > 3:
+                    lines.append(f"    … {len(items) - 3} more")
             lines.append("")
         if not v.requests:
             lines += ["No edit request at this version.", ""]

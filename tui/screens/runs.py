@@ -7,6 +7,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.widgets import Static
 
 from tui import format as F
 from tui.screens.base import FilterableScreen
@@ -54,6 +55,9 @@ class RunsScreen(FilterableScreen):
         table = LazyTable([], self.format_row, id="main")
         table.mark_key = lambda r: r.run_id
         yield table
+        empty = Static("", id="empty", markup=False)
+        empty.display = False
+        yield empty
         yield self.footer()
 
     def on_mount(self) -> None:
@@ -91,6 +95,14 @@ class RunsScreen(FilterableScreen):
             table._widths = [c.width or len(c.label) for c in table.columns]
         name, key = self.sorts[self.sort_index]
         table.set_items(sorted(self.runs, key=key, reverse=self.sort_reverse))
+        empty = self.query_one("#empty", Static)
+        empty.display = not self.runs
+        table.display = bool(self.runs)
+        if not self.runs:
+            empty.update("No runs in this ledger yet. Replay a stream into it, e.g.\n\n"
+                         f"  editledger --db {self.data.db_arg} replay STREAM.jsonl\n"
+                         f"  editledger --db {self.data.db_arg} demo\n\n"
+                         "and they appear here while they run.")
         self.update_title()
 
     def update_title(self) -> None:
