@@ -28,6 +28,10 @@ def ensure_ledger(workdir: Path, versions: int) -> str:
     if not db.exists():
         db.parent.mkdir(parents=True, exist_ok=True)
         build_big_ledger(str(db), versions=versions)
+    else:   # a ledger kept from an earlier run: bring it to the current schema first
+        from ledger import migrate
+        from ledger.engine import resolve
+        migrate.upgrade(resolve(str(db))[0])
     return str(db)
 
 

@@ -422,3 +422,16 @@ async def test_empty_ledger_says_what_to_do_and_picks_up_a_new_run(tmp_path):
         await settle(pilot)
         assert [r[0] for r in shown(app)] == ["run-1"] and shown(app)[0][5] == "running"
         assert not app.screen.query_one("#empty").display
+
+
+def test_reset_to_a_marker_is_refused_with_its_target(ledger_copy):
+    from ledger.errors import InputError
+    db, ids = ledger_copy
+    data = LedgerData.open(db)
+    run1 = ids["runs"][0]["id"]
+    with pytest.raises(InputError, match=f"reset marker with the weights of v{ids['runs'][0]['versions'][1]}"):
+        data.reset(run1, ids["reset"])
+    # an edit off the head's history: revert goes through rollback and says why it cannot
+    with pytest.raises(InputError, match="no step 9 on its current head's history"):
+        data.revert(run1, 9)
+    data.close()

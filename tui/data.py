@@ -370,6 +370,9 @@ class LedgerData:
         run = self.ledger.run(run_id)
         if version_id == run.start_version_id:
             step = 0
+        elif v.kind in ("reset", "branch"):
+            raise InputError(f"v{version_id} is a {v.kind} marker with the weights of v{v.parent_id}: "
+                             f"reset to v{v.parent_id} instead")
         elif v.run_id != run_id:
             raise InputError(f"version {version_id} is not a version of run {run_id}")
         else:
