@@ -66,30 +66,24 @@ class Session:
     def chain(self, version_id: int) -> tuple[list[ChainLink], dict[str, str]]:
         """The links base..version (deltas loaded only where they will be applied) and the
         fingerprints recorded for the version."""
-        lineage = self.ledger.lineage(version_id)
-        target = lineage[-1]
-        rows = [(v, self.ledger.deltas(v.id)) for v in lineage]
-        # the latest keyframe of each tensor: deltas before it need not be read at all
-        kf_at: dict[str, int] = {}
-        kf_maps: dict[int, dict[str, str]] = {}
-        for i, (v, _) in enumerate(rows):
-            kf = self.ledger.keyframe(v.id)
-            if kf:
-                kf_maps[i] = kf
-                for name in kf:
-                    kf_at[name] = i
+        rows = self.ledger.lineage_deltas(version_id)      # [(version, deltas, keyframe or None)]
+        kf_at: dict[str, int] = {}                          # the latest keyframe of each tensor
+        for i, (_, _, kf) in enumerate(rows):
+            for name in kf or {}:
+                kf_at[name] = i
         links = []
-        for i, (v, drows) in enumerate(rows):
+        for i, (v, drows, kf) in enumerate(rows):
+            # deltas at or before a tensor's latest keyframe are inside it: never read them
             deltas = [delta_from_row(self.ledger, r) for r in drows if i > kf_at.get(r.tensor, -1)]
             keyframe = None
-            if i in kf_maps:
-                wanted = {n: dg for n, dg in kf_maps[i].items() if kf_at[n] == i}
+            if kf:
                 keyframe = {}
-                for name, digest in wanted.items():
-                    (value,) = self.ledger.read_artifact(digest).values()
-                    keyframe[name] = value
-            links.append(ChainLink(version_id=v.id, deltas=deltas, keyframe=keyframe))
-        return links, dict(target.tensor_fingerprints or {})
+                for name, digest in kf.items():
+                    if kf_at[name] == i:
+                        (value,) = self.ledger.read_artifact(digest).values()
+                        keyframe[name] = value
+            links.append(ChainLink(version_id=v.id, deltas=deltas, keyframe=keyframe or None))
+        return links, dict(rows[-1][0].tensor_fingerprints or {})
 
     def checkout(self, version_id: int, *, verify: bool = True) -> dict[str, str]:
         links, expected = self.chain(version_id)

@@ -32,6 +32,8 @@ def register(sub) -> None:
                    help="second-moment statistics corpus: 'self' (text sampled from the model), 'wikitext' "
                         "(../shared sample), or a text file")
     p.add_argument("--stats-tokens", type=int, default=None, help="tokens for the statistics")
+    p.add_argument("--general", default="builtin", choices=["builtin", "none"],
+                   help="general-ability sets measured along the run (perplexity, downstream tasks, fluency)")
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -65,7 +67,7 @@ def run(args) -> int:
     opts = ReplayOptions(method=args.method.lower(), hparams_file=args.hparams, seed=args.seed,
                          stop_when=list(args.stop_when), keyframe_every=args.keyframe_every,
                          probe_every=_probe_every(args.probe_every), stats_corpus=args.stats_corpus,
-                         stats_tokens=args.stats_tokens)
+                         stats_tokens=args.stats_tokens, general=args.general)
     with open_ledger(args) as led:
         session = Session.open(led, args.model, device=args.device)
         replayer = Replayer(session, opts)
