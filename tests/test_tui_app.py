@@ -435,3 +435,23 @@ def test_reset_to_a_marker_is_refused_with_its_target(ledger_copy):
     with pytest.raises(InputError, match="no step 9 on its current head's history"):
         data.revert(run1, 9)
     data.close()
+
+
+def test_timeline_of_a_branch_run_starts_at_its_origin(ledger_copy):
+    from ledger import Ledger
+    db, ids = ledger_copy
+    origin = ids["runs"][0]["versions"][4]                        # run 1, step 5
+    with Ledger.open(db) as led:
+        v = led.version(origin)
+        run = led.begin_run(base_model_id=v.base_model_id, method="ROME", hparams={}, stream_name="b.jsonl",
+                            stream_digest="1" * 64, stream_kind="sequential", parent_version_id=origin)
+        marker = led.add_marker(run.id, kind="branch", parent_version_id=origin, step=5,
+                                tensor_fingerprints={}, note="branch from run 1 step 5")
+        led.record_step(run.id, step=6, parent_version_id=marker.id, requests=[
+            {"subject": "Nile", "prompt": "The {} flows through", "target_new": " Chile", "target_old": " Egypt"}],
+            deltas=[], tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0)
+    data = LedgerData.open(db)
+    items, _ = data.timeline(run.id)
+    assert [(it.step, it.kind, it.graph) for it in items] == [(5, "edit", "●"), (5, "branch", "◆"), (6, "edit", "◉")]
+    assert items[0].note == f"branched from run {ids['runs'][0]['id']} step 5 (v{origin}, edit)"
+    data.close()

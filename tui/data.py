@@ -249,8 +249,9 @@ class LedgerData:
         rows = self.ledger.timeline(run_id)
         start = self.ledger.version(run.start_version_id)
         head = run.head_version_id
-        items = [TimelineItem(start.id, None, start.step if start.run_id == run_id else 0, start.kind,
-                              "", "", "", 0, "base model" if start.kind == "base" else f"start: v{start.id} ({start.kind})",
+        origin = ("base model" if start.kind == "base" else
+                  f"branched from run {start.run_id} step {start.step} (v{start.id}, {start.kind})")
+        items = [TimelineItem(start.id, None, start.step, start.kind, "", "", "", 0, origin,
                               None, None, None, start.id == head)]
         items.extend(TimelineItem(r.version_id, r.parent_id, r.step, r.kind, r.subject or "", r.target_old or "",
                                   r.target_new or "", r.n_requests, r.note or "", r.efficacy, None, None,
