@@ -35,7 +35,7 @@ class ReplayOptions:
     probe_every: dict[str, int] = field(default_factory=dict)  # suite -> every k steps (0 = only at the end)
     stats_corpus: str = "self"                # "self" (text sampled from the model), "wikitext", or a file path
     stats_tokens: int | None = None           # tokens for second-moment statistics (None: the method's default)
-    general: str = "builtin"                  # general-ability sets (perplexity, downstream, fluency): "builtin" or "none"
+    general: str = "builtin"                  # general-ability sets: "builtin" (all), "loglik" (no generation), "none"
     progress: bool = True
 
     def to_config(self) -> dict:
@@ -235,7 +235,10 @@ def _general_sets(name: str):
         return None
     if name == "builtin":
         return GeneralSets.builtin()
-    raise InputError(f"unknown general-ability set {name!r}: use 'builtin' or 'none'")
+    if name == "loglik":      # the built-in sets that need no generation: perplexity, sentiment, PIQA
+        b = GeneralSets.builtin()
+        return GeneralSets(text=b.text, sentiment=b.sentiment, piqa=b.piqa)
+    raise InputError(f"unknown general-ability set {name!r}: use 'builtin', 'loglik' or 'none'")
 
 
 def _as_dict(hparams) -> dict:

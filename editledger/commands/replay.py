@@ -32,8 +32,10 @@ def register(sub) -> None:
                    help="second-moment statistics corpus: 'self' (text sampled from the model), 'wikitext' "
                         "(../shared sample), or a text file")
     p.add_argument("--stats-tokens", type=int, default=None, help="tokens for the statistics")
-    p.add_argument("--general", default="builtin", choices=["builtin", "none"],
-                   help="general-ability sets measured along the run (perplexity, downstream tasks, fluency)")
+    p.add_argument("--general", default="builtin", choices=["builtin", "loglik", "none"],
+                   help="general-ability sets measured along the run: builtin = perplexity, QA, sentiment, "
+                        "reasoning, summarisation, PIQA, fluency; loglik = only those scored without "
+                        "generation (perplexity, sentiment, PIQA); none")
     add_model_args(p)
     p.set_defaults(func=run)
 
