@@ -2,6 +2,8 @@
 asserting on what is shown."""
 from __future__ import annotations
 
+import asyncio
+import functools
 import shutil
 import subprocess
 import sys
@@ -13,13 +15,17 @@ from tui.data import LedgerData
 from tui.testing import build_sample_ledger
 from tui.widgets.lazy_table import LazyTable
 
+
+def run_async(test):
+    """Run an async test with asyncio.run (no async pytest plugin needed); pytest still sees the
+    test's fixtures through functools.wraps."""
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+    return wrapper
+
+
 SIZE = (100, 30)
-pytestmark = pytest.mark.anyio   # async tests run through anyio's pytest plugin (installed with anyio)
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +76,7 @@ def test_tui_app_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@run_async
 async def test_runs_screen_lists_runs_filter_sort(sample):
     root, ids = sample
     app = make_app(str(root / "ledger.db"))
@@ -102,6 +109,7 @@ async def test_runs_screen_lists_runs_filter_sort(sample):
         assert [r[2] for r in shown(app)] == ["ROME", "MEMIT"]
 
 
+@run_async
 async def test_timeline_shows_versions_graph_and_flags(sample):
     root, ids = sample
     app = make_app(str(root / "ledger.db"))
@@ -131,6 +139,7 @@ async def test_timeline_shows_versions_graph_and_flags(sample):
         assert [r[edit] for r in shown(app)] == ["Lyon: Beirut → Manila"]
 
 
+@run_async
 async def test_detail_screen_request_deltas_probes(sample):
     root, ids = sample
     run1 = ids["runs"][0]
@@ -169,6 +178,7 @@ async def test_detail_screen_request_deltas_probes(sample):
         assert type(app.screen).__name__ == "TimelineScreen"
 
 
+@run_async
 async def test_diff_two_versions(sample):
     root, ids = sample
     run1 = ids["runs"][0]
@@ -202,6 +212,7 @@ async def test_diff_two_versions(sample):
         assert shown(app, "#tensor-table")[0][1:3] == ["3,4,5", ""]
 
 
+@run_async
 async def test_audit_and_trajectories(sample):
     root, ids = sample
     run1 = ids["runs"][0]
@@ -238,6 +249,7 @@ async def test_audit_and_trajectories(sample):
         assert scr.normalise
 
 
+@run_async
 async def test_trajectories_overlay_marked_runs(sample):
     root, ids = sample
     app = make_app(str(root / "ledger.db"))
@@ -249,6 +261,7 @@ async def test_trajectories_overlay_marked_runs(sample):
         assert labels == ["run-1 rewrite/efficacy_top1", "run-2 rewrite/efficacy_top1"]
 
 
+@run_async
 async def test_help_screen_lists_keys(sample):
     root, _ = sample
     app = make_app(str(root / "ledger.db"))
@@ -262,6 +275,7 @@ async def test_help_screen_lists_keys(sample):
         assert type(app.screen).__name__ == "TimelineScreen"
 
 
+@run_async
 async def test_reset_head_with_confirmation(ledger_copy):
     db, ids = ledger_copy
     run1 = ids["runs"][0]
@@ -299,6 +313,7 @@ async def test_reset_head_with_confirmation(ledger_copy):
         assert len(shown(app)) == before + 1
 
 
+@run_async
 async def test_revert_step_with_confirmation(ledger_copy):
     db, ids = ledger_copy
     run2 = ids["runs"][1]
@@ -332,6 +347,7 @@ async def test_revert_step_with_confirmation(ledger_copy):
         assert t[0][3] == f"{step4.norm:.4f}"                     # exactly that delta's norm
 
 
+@run_async
 async def test_live_update_shows_new_steps(ledger_copy):
     """A step written by another writer appears on the next poll (the app polls every
     poll_interval seconds; here the poll is triggered directly to keep the test fast)."""
@@ -359,6 +375,7 @@ async def test_live_update_shows_new_steps(ledger_copy):
         assert shown(app)[1][4] == "13"
 
 
+@run_async
 async def test_mouse_rows_and_header_sort(sample):
     root, _ = sample
     app = make_app(str(root / "ledger.db"))
@@ -378,6 +395,7 @@ async def test_mouse_rows_and_header_sort(sample):
         assert type(app.screen).__name__ == "TimelineScreen" and "run-2" in title(app)
 
 
+@run_async
 async def test_timeline_dims_versions_off_the_head_line(sample):
     root, ids = sample
     app = make_app(str(root / "ledger.db"), run_id=ids["runs"][0]["id"])
@@ -406,6 +424,7 @@ def test_cli_tui_missing_ledger_is_a_clean_error(tmp_path, capsys):
     assert not (tmp_path / "absent.db").exists()                 # the TUI never creates a ledger
 
 
+@run_async
 async def test_empty_ledger_says_what_to_do_and_picks_up_a_new_run(tmp_path):
     from ledger import Ledger
     db = str(tmp_path / "empty.db")

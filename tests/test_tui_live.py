@@ -3,18 +3,26 @@ few seconds (its own poll timer), and neither side sees "database is locked" —
 records a reset while the writer is busy."""
 from __future__ import annotations
 
+import asyncio
+import functools
 import subprocess
 import sys
 import textwrap
 import time
 
-import pytest
-
 from tui.app import EditLedgerApp
 from tui.data import LedgerData
 from tui.testing import build_sample_ledger
 
-pytestmark = pytest.mark.anyio
+
+def run_async(test):
+    """Run an async test with asyncio.run (no async pytest plugin needed); pytest still sees the
+    test's fixtures through functools.wraps."""
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+    return wrapper
+
 
 WRITER = textwrap.dedent("""
     import sys, time
@@ -33,11 +41,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
+@run_async
 async def test_live_replay_appears_and_nobody_sees_locked(tmp_path):
     db = str(tmp_path / "ledger.db")
     ids = build_sample_ledger(db, runs=2, steps=6, with_history=False)

@@ -7,10 +7,9 @@ from __future__ import annotations
 import re
 import shlex
 from collections import Counter
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ledger.api import EFFICACY, Ledger
+from ledger.api import Ledger
 from ledger.engine import sqlite_path
 from ledger.errors import InputError
 from tui.viewmodels import (
