@@ -112,3 +112,27 @@ def test_hparams_loading(tiny, tmp_path):
         get_editor("kn")
     gj = load_hparams("memit", None, overrides=None)
     assert gj.layers == [3, 4, 5, 6, 7, 8] and gj.mom2_update_weight == 15000.0
+
+
+def test_fast_path_matches_naive_loop(tiny):
+    """Blocks below the edit replayed + lm head on the needed positions only == the plain loop."""
+    hp = dict(mom2_adjustment=False, early_stop_prob=2.0, v_num_grad_steps=8)
+    fast = get_editor("rome").edit(tiny.model, tiny.tokenizer, tiny.spec, [EIFFEL],
+                                   load_hparams("rome", tiny.spec, overrides=hp))
+    naive = get_editor("rome").edit(tiny.model, tiny.tokenizer, tiny.spec, [EIFFEL],
+                                    load_hparams("rome", tiny.spec, overrides={**hp, "fast": False}))
+    a, b = fast.deltas[0].dense(torch.float64), naive.deltas[0].dense(torch.float64)
+    assert float((a - b).norm() / b.norm()) < 1e-3
+    fl, nl = fast.diagnostics["requests"][0]["losses"], naive.diagnostics["requests"][0]["losses"]
+    assert fl == pytest.approx(nl, rel=1e-3)
+
+
+def test_stats_refuse_to_collect_on_an_edited_model(tiny):
+    from ledger.errors import IntegrityError
+    m = copy.deepcopy(tiny.model)
+    with torch.no_grad():
+        m.transformer.h[1].mlp.fc_out.weight[0, 0] += 1.0
+    prov = StatsProvider(tiny.fingerprint, Corpus(n_tokens=64, seq_len=32), InMemoryStatsCache(), progress=False)
+    with pytest.raises(IntegrityError, match="base model"):
+        prov.get(m, tiny.tokenizer, tiny.spec, 1)
+    assert prov.prepare(tiny.model, tiny.tokenizer, tiny.spec, [1]) == [prov.get(m, tiny.tokenizer, tiny.spec, 1)[0]]

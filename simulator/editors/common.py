@@ -156,6 +156,10 @@ def pending_deltas(model, spec, changes: list[tuple[int, torch.Tensor]]) -> Iter
             h.remove()
 
 
+class _StopForward(Exception):
+    pass
+
+
 class _CachedBlock(nn.Module):
     """Stands in for a transformer block whose output is known: returns it without computing."""
 
@@ -185,12 +189,19 @@ def frozen_below(model, spec, layer: int, input_ids: torch.Tensor, attention_mas
         return
     blocks, _ = _blocks(model, spec)
     captured: dict[int, object] = {}
-    handles = [blocks[layer - 1].register_forward_hook(lambda _m, _i, out: captured.__setitem__(0, out))]
+
+    def grab(_m, _i, out):
+        captured[0] = out
+        raise _StopForward  # the rest of the pass is not needed
+
+    handle = blocks[layer - 1].register_forward_hook(grab)
     try:
         with torch.no_grad():
             model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=1)
+    except _StopForward:
+        pass
     finally:
-        handles[0].remove()
+        handle.remove()
     out = captured[0]
     out = out.detach() if torch.is_tensor(out) else tuple(o.detach() if torch.is_tensor(o) else o for o in out)
     originals = [blocks[i] for i in range(layer)]
@@ -204,31 +215,50 @@ def frozen_below(model, spec, layer: int, input_ids: torch.Tensor, attention_mas
             blocks[i] = m
 
 
+def per_row_positions(rows: Rows) -> torch.Tensor:
+    """(B, P) positions each row needs: its target positions (rewrite rows) or its subject position (KL
+    rows), padded by repetition. With these the lm head runs on B*P vectors, not B*len(union)."""
+    need = [ps if rows.kind[r] == "rewrite" else [int(rows.lookup[r])] for r, ps in enumerate(rows.target_pos)]
+    P = max(len(n) for n in need)
+    return torch.tensor([n + [n[-1]] * (P - len(n)) for n in need], dtype=torch.long)
+
+
 def logits_at(model, rows: Rows, positions: torch.Tensor) -> torch.Tensor:
-    """Logits (B, len(positions), V) at the given positions only (the lm head is the costly part)."""
+    """Logits at ``positions`` only (the lm head is the costly part): (B, P, V) for a 2-D (B, P) tensor of
+    per-row positions, (B, len, V) for a 1-D tensor of positions shared by all rows."""
     dev = next(model.parameters()).device
     out = model(input_ids=rows.input_ids.to(dev), attention_mask=rows.attention_mask.to(dev), use_cache=False,
                 logits_to_keep=positions.to(dev))
     return out.logits
 
 
+def _columns(rows: Rows, positions: torch.Tensor, r: int, wanted: list[int]) -> list[int]:
+    row = positions[r] if positions.dim() == 2 else positions
+    index = {}
+    for j, p in enumerate(row.tolist()):
+        index.setdefault(p, j)
+    return [index[p] for p in wanted]
+
+
 def row_log_probs(logp: torch.Tensor, rows: Rows, positions: torch.Tensor) -> list[torch.Tensor]:
     """Per rewrite row: log-probabilities of its target tokens, from log-softmaxed logits at ``positions``."""
-    index = {int(p): j for j, p in enumerate(positions)}
     res = []
     for r, (ps, ts) in enumerate(zip(rows.target_pos, rows.targets)):
         if rows.kind[r] != "rewrite":
             continue
-        j = torch.tensor([index[p] for p in ps], device=logp.device)
-        t = torch.tensor(ts, device=logp.device)
-        res.append(logp[r, j, t])
+        j = torch.tensor(_columns(rows, positions, r, ps), device=logp.device)
+        res.append(logp[r, j, torch.tensor(ts, device=logp.device)])
     return res
+
+
+def first_target_column(rows: Rows, positions: torch.Tensor) -> int:
+    return _columns(rows, positions, 0, [rows.target_pos[0][0]])[0]
 
 
 def kl_log_probs(logp: torch.Tensor, rows: Rows, positions: torch.Tensor) -> torch.Tensor | None:
     """Next-token log-distribution at the KL rows' subject position, (n_kl, V)."""
-    index = {int(p): j for j, p in enumerate(positions)}
-    sel = [(r, index[int(rows.lookup[r])]) for r in range(len(rows.kind)) if rows.kind[r] == "kl"]
+    sel = [(r, _columns(rows, positions, r, [int(rows.lookup[r])])[0]) for r in range(len(rows.kind))
+           if rows.kind[r] == "kl"]
     if not sel:
         return None
     return torch.stack([logp[r, j] for r, j in sel])

@@ -9,8 +9,8 @@ import time
 import torch
 
 from simulator.deltas import EditResult, TensorDelta
-from simulator.editors.common import (add_weight_delta_hook, build_rows, logits_at, pad_id_of, row_log_probs,
-                                      weight_out_in)
+from simulator.editors.common import (add_weight_delta_hook, build_rows, logits_at, pad_id_of, per_row_positions,
+                                      row_log_probs, weight_out_in)
 from simulator.editors.hparams import FTHyperParams
 
 
@@ -37,7 +37,7 @@ class FTEditor:
             for step in tqdm(range(hp.num_steps + 1), desc="FT", disable=not progress, leave=False):
                 nlls, ps = [], []
                 for r in rows:
-                    pos = r.needed_positions
+                    pos = per_row_positions(r)
                     logp = torch.log_softmax(logits_at(model, r, pos).float(), -1)
                     lp = row_log_probs(logp, r, pos)[0]
                     nlls.append(-lp.mean())

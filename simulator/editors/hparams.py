@@ -29,6 +29,7 @@ class ROMEHyperParams:
     context_prefixes: list[str] = field(default_factory=lambda: list(DEFAULT_CONTEXT_PREFIXES))
     early_stop_prob: float = 0.9       # stop once every target token has at least this mean probability ...
     early_stop_top1: bool = True       # ... and the first target token is the top prediction
+    fast: bool = True                  # run the blocks below the edit once; lm head only where the loss looks
     mom2_adjustment: bool = True       # use C^-1 k (the paper); False: C = identity
     mom2_n_samples: int = 100000       # tokens of the second-moment corpus (the provider may have fewer)
     mom2_lambda: float = 0.0           # ridge: C + lambda * mean(diag C) * I, for small corpora
@@ -46,6 +47,7 @@ class MEMITHyperParams:
     kl_prompt: str = "{} is a"         # essence prompt for the KL term
     context_prefixes: list[str] = field(default_factory=lambda: list(DEFAULT_CONTEXT_PREFIXES))
     early_stop_prob: float = 0.9       # per request: stop optimising z_i once its targets are this likely
+    fast: bool = True                  # run the blocks below the edit once; lm head only where the loss looks
     mom2_update_weight: float = 15000.0  # lambda in (lambda C + K K^T): trust in the preserved keys
     mom2_n_samples: int = 100000       # tokens of the second-moment corpus
     mom2_lambda: float = 0.0           # ridge on C as in ROME

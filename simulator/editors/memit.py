@@ -90,7 +90,7 @@ class MEMITEditor:
         for req, rows in tqdm(list(zip(requests, rows_list)), desc="MEMIT targets", disable=not progress, leave=False):
             vr = optimize_value(model, spec, rows, point="block", layer=last, num_steps=hp.v_num_grad_steps,
                                 lr=hp.v_lr, weight_decay=hp.v_weight_decay, clamp_norm_factor=hp.clamp_norm_factor,
-                                kl_factor=hp.kl_factor, early_stop_prob=hp.early_stop_prob)
+                                kl_factor=hp.kl_factor, early_stop_prob=hp.early_stop_prob, fast=hp.fast)
             zs.append(vr.v0 + vr.delta)
             per_request.append({**vr.diagnostics, "subject": req.subject, "target": req.target_new})
         Z = torch.stack(zs, 1)

@@ -62,7 +62,7 @@ class ROMEEditor:
                                     lr=hp.v_lr, weight_decay=hp.v_weight_decay,
                                     clamp_norm_factor=hp.clamp_norm_factor, kl_factor=hp.kl_factor,
                                     early_stop_prob=hp.early_stop_prob, early_stop_top1=hp.early_stop_top1,
-                                    capture_keys_layer=layer)
+                                    capture_keys_layer=layer, fast=hp.fast)
             t = time.perf_counter()
             k_star = vr.keys.mean(0)
             # W as it stands after the earlier requests of this call

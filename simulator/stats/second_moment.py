@@ -12,6 +12,7 @@ from typing import Protocol
 
 import torch
 
+from ledger.errors import IntegrityError
 from simulator.stats.corpus import Corpus, ids_digest
 
 
@@ -53,6 +54,10 @@ class InMemoryStatsCache:
         return len(self._d)
 
 
+class _StopForward(Exception):
+    pass
+
+
 @torch.no_grad()
 def collect_second_moment(model, tokenizer, spec, layer: int, corpus: Corpus, progress: bool = True,
                           tokens: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, int, str]:
@@ -69,13 +74,17 @@ def collect_second_moment(model, tokenizer, spec, layer: int, corpus: Corpus, pr
         k = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).to(torch.float64)
         acc["s"] = acc.get("s", 0) + k.T @ k
         acc["n"] = acc.get("n", 0) + k.shape[0]
+        raise _StopForward  # nothing above this layer is needed (the lm head alone is most of the cost)
 
     handle = module.register_forward_pre_hook(hook)
     dev = next(model.parameters()).device
     try:
         for seq in tqdm(tokens, desc=f"second moment of {spec.rewrite_module.format(layer)}", unit="seq",
                         disable=not progress, leave=False):
-            model(input_ids=seq.unsqueeze(0).to(dev), use_cache=False)
+            try:
+                model(input_ids=seq.unsqueeze(0).to(dev), use_cache=False, logits_to_keep=1)
+            except _StopForward:
+                pass
     finally:
         handle.remove()
     n = int(acc["n"])
@@ -89,8 +98,9 @@ class StatsProvider:
     and reused for every layer (MEMIT needs several)."""
 
     def __init__(self, model_fingerprint: str, corpus: Corpus | None = None, cache: StatsCache | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, verify_base: bool = True) -> None:
         self.model_fingerprint = model_fingerprint
+        self.verify_base = verify_base      # on a cache miss, check the model is the base model before collecting
         self.corpus = corpus or Corpus()
         self.cache = cache if cache is not None else InMemoryStatsCache()
         self.progress = progress
@@ -108,12 +118,25 @@ class StatsProvider:
         return StatsKey(self.model_fingerprint, spec.rewrite_module.format(layer),
                         self._corpus_digest(model, tokenizer, spec), self.corpus.n_tokens)
 
+    def prepare(self, model, tokenizer, spec, layers) -> list[str]:
+        """Collect (or find) the statistics of ``layers`` now, while ``model`` is the base model; a replay
+        calls this before its first edit. Returns the digests."""
+        return [self.get(model, tokenizer, spec, layer)[0] for layer in layers]
+
     def get(self, model, tokenizer, spec, layer: int) -> tuple[str, torch.Tensor]:
-        """(digest, C) for ``layer``. Collecting assumes ``model`` still holds the base weights."""
+        """(digest, C) for ``layer``. On a cache miss ``model`` must still hold the base weights (checked
+        against the fingerprint: statistics of an edited model would be filed under the base model)."""
         key = self.key(model, tokenizer, spec, layer)
         hit = self.cache.get(key)
         if hit is not None:
             return hit
+        if self.verify_base:
+            from simulator.models.loading import model_fingerprint
+            if model_fingerprint(model) != self.model_fingerprint:
+                raise IntegrityError(
+                    f"second-moment statistics for {key.layer} are not cached and the model is no longer the base "
+                    f"model {self.model_fingerprint[:12]}; collect them on the base model first "
+                    "(StatsProvider.prepare before the first edit)")
         t0 = time.perf_counter()
         if self._tokens is None:
             self._tokens = self.corpus.tokens(model, tokenizer, spec.prompt_prefix, progress=self.progress)
