@@ -89,7 +89,7 @@ async def test_runs_screen_lists_runs_filter_sort(sample):
         assert r1[1:6] == ["tiny-gptj", "ROME", "counterfact-12.jsonl", "13", "done"]
         assert rows[1][2] == "MEMIT" and rows[1][5] == "interrupted"
         header = [c.label for c in table(app).columns]
-        assert header[6:9] == ["rw.eff", "para.e", "nb.ns"]       # headline metrics, discovered
+        assert header[6:9] == ["rw.eff", "nb.ns", "para.e"]       # headline metrics, discovered
         assert header[9] == "ppl"                                 # the sparkline's metric
         assert len(r1[9]) == 8 and set(r1[9]) <= set("▁▂▃▄▅▆▇█")
         assert "2 runs" in title(app)
@@ -170,7 +170,12 @@ async def test_detail_screen_request_deltas_probes(sample):
         here = [x for x in led.probes(run1["versions"][6]) if x.metric == "ppl"][0].value
         prev = [x for x in led.probes(run1["versions"][5]) if x.metric == "ppl"][0].value
         base = [x for x in led.probes(ids["base"]) if x.metric == "ppl"][0].value
-        assert ppl[3:8] == [f"{here:.3f}", f"{base:.3f}", f"+{here - base:.3f}", f"{prev:.3f}", f"+{here - prev:.3f}"]
+        # no stored comparison for ppl: vs base / vs prev are differences computed from plain values
+        assert ppl[2:5] == [f"{here:.3f}", f"+{here - base:.3f}", f"+{here - prev:.3f}"]
+        # NKL is stored against the base only: shown as stored
+        nkl_row = next(r for r in p if r[1] == "nkl")
+        nkl = [x for x in led.probes(run1["versions"][6]) if x.metric == "nkl"][0]
+        assert nkl.against == "base" and nkl_row[2:5] == ["–", f"{nkl.value:.3f}", "–"]
         assert "p_new=" in text_of(app, "#probe-detail")          # per-prompt detail of the first row
         await pilot.press("x")
         assert f"checkout {run1['id']}@7" in text_of(app, "#dialog-message")
@@ -222,7 +227,7 @@ async def test_audit_and_trajectories(sample):
         await pilot.press("a")
         await settle(pilot)
         rows = shown(app)
-        assert [r[2] for r in rows] == ["perplexity/ppl", "neighborhood/ns"]
+        assert [r[2] for r in rows] == ["perplexity.ppl", "neighborhood.ns"]
         assert rows[0][0] == "7" and rows[0][3] == "0.870"
         ev = text_of(app, "#evidence")
         assert "ppl_before: 21.9" in ev and "bisect: [1, 7, 12]" in ev

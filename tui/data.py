@@ -20,17 +20,17 @@ from tui.viewmodels import (
 # Headline metrics, best first. Metrics a ledger actually holds are discovered with
 # ``ledger.metrics(run)``; these lists only order them (unknown ones follow alphabetically).
 PREFERRED_METRICS: list[Metric] = [
-    ("rewrite", "efficacy_top1"), ("rewrite", "efficacy"), ("rewrite", "es"),
-    ("paraphrase", "efficacy_top1"), ("paraphrase", "ps"),
-    ("neighborhood", "ns"), ("neighborhood", "nkl"), ("perplexity", "ppl"),
+    ("rewrite", "efficacy_top1"), ("retention", "efficacy_top1"), ("neighborhood", "ns"),
+    ("paraphrase", "generalization_top1"), ("paraphrase", "efficacy_top1"), ("perplexity", "ppl"),
+    ("neighborhood", "nkl"), ("neighborhood", "locality_acc"), ("retention", "forgetting"),
 ]
-PREFERRED_SUITES = ["rewrite", "paraphrase", "neighborhood", "perplexity", "attribute", "distract",
+PREFERRED_SUITES = ["rewrite", "retention", "paraphrase", "neighborhood", "perplexity", "attribute", "distract",
                     "portability_sr", "portability_rr", "portability_oh", "multihop", "conflict",
                     "tied_fact", "round", "other_task"]
 # The "main trajectory" a run's sparkline draws and the changes the timeline shows: the side
 # effects of a sequence of edits (locality, general ability), which is what degrades.
-KEY_METRICS: list[Metric] = [("perplexity", "ppl"), ("neighborhood", "ns"), ("neighborhood", "nkl"),
-                             ("paraphrase", "efficacy_top1")]
+KEY_METRICS: list[Metric] = [("perplexity", "ppl"), ("neighborhood", "ns"), ("retention", "efficacy_top1"),
+                             ("neighborhood", "nkl"), ("paraphrase", "generalization_top1")]
 AGAINST_ORDER = ("none", "base", "previous")   # which stored reference a trajectory shows first
 N_HEADLINE = 3                                 # headline metric columns on the runs screen
 N_KEY_CHANGES = 2                              # Δ columns on the timeline (besides efficacy)
@@ -261,7 +261,7 @@ class LedgerData:
             for f in findings:
                 it = by_id.get(f.version_id)
                 if it is not None:
-                    it.flags = (it.flags or []) + ["⚑" + f.metric.split("/")[-1]]
+                    it.flags = (it.flags or []) + ["⚑" + re.split(r"[./]", f.metric)[-1]]
         graph_lanes(items)
         mark_head_line(items)
         metrics = key_metrics(self.ledger.metrics(run_id), N_KEY_CHANGES)
@@ -318,19 +318,9 @@ class LedgerData:
         deltas = [DeltaItem(tensor=d.tensor, layer=layer_of(d.tensor), kind=d.kind, shape=tuple(d.shape),
                             rank=d.rank, norm=d.norm, nbytes=d.nbytes) for d in self.ledger.deltas(version_id)]
         base = self.ledger.base_version(v.base_model_id)
-
-        def index(vid: int | None) -> dict[tuple[str, str, str], float]:
-            if vid is None:
-                return {}
-            return {(p.suite, p.metric, p.against): p.value for p in self.ledger.probes(vid)}
-        at_base = index(base.id) if base.id != version_id else {}
-        at_prev = index(v.parent_id)
-        probes = [ProbeItemView(suite=p.suite, metric=p.metric, against=p.against, value=p.value,
-                                count=p.count, base=at_base.get((p.suite, p.metric, p.against)),
-                                previous=at_prev.get((p.suite, p.metric, p.against)), detail=p.detail)
-                  for p in self.ledger.probes(version_id)]
-        probes.sort(key=lambda p: (metric_order((p.suite, p.metric)), AGAINST_ORDER.index(p.against)
-                                   if p.against in AGAINST_ORDER else 9))
+        probes = probe_views(self.ledger.probes(version_id),
+                             self.ledger.probes(base.id) if base.id != version_id else [],
+                             self.ledger.probes(v.parent_id) if v.parent_id is not None else [])
         step_probes: dict[str, list[dict[str, Any]]] = {}
         if run is not None and v.kind == "edit":
             # the replay keeps the stream (with each step's probe items) in the run's config
@@ -477,6 +467,34 @@ class LedgerData:
 
     def culprit_steps(self, run_id: int) -> list[int]:
         return sorted({f.step for f in self.findings(run_id) if f.step is not None})
+
+
+def probe_views(here: Sequence[Any], at_base: Sequence[Any], at_parent: Sequence[Any]) -> list[ProbeItemView]:
+    """Group a version's probe rows by (suite, metric): the plain value, the stored comparisons
+    with the base and the previous version, or differences computed from their plain values."""
+    plain_base = {(p.suite, p.metric): p.value for p in at_base if p.against == "none"}
+    plain_prev = {(p.suite, p.metric): p.value for p in at_parent if p.against == "none"}
+    views: dict[Metric, ProbeItemView] = {}
+    for p in here:
+        key = (p.suite, p.metric)
+        view = views.get(key)
+        if view is None:
+            view = views[key] = ProbeItemView(p.suite, p.metric, None, None, None, p.count)
+        if p.against == "none":
+            view.value = p.value
+        elif p.against == "base":
+            view.vs_base = p.value
+        elif p.against == "previous":
+            view.vs_previous = p.value
+        view.count = max(view.count, p.count)
+        if p.detail is not None:
+            view.details[p.against] = p.detail
+    for key, view in views.items():
+        if view.value is not None and view.vs_base is None and key in plain_base:
+            view.vs_base, view.base_computed = view.value - plain_base[key], True
+        if view.value is not None and view.vs_previous is None and key in plain_prev:
+            view.vs_previous, view.previous_computed = view.value - plain_prev[key], True
+    return [views[k] for k in sorted(views, key=metric_order)]
 
 
 def _take(rows, wanted: Counter) -> list:

@@ -111,10 +111,10 @@ def build_sample_ledger(db: str, *, steps: int = 12, runs: int = 2, seed: int = 
             out["runs"].append({"id": run.id, "versions": versions})
             if k == 0 and hurt_step <= steps:
                 led.record_audit(run.id, [
-                    {"version_id": versions[hurt_step - 1], "metric": "perplexity/ppl", "score": 0.87,
+                    {"version_id": versions[hurt_step - 1], "metric": "perplexity.ppl", "score": 0.87,
                      "summary": f"step {hurt_step} raised perplexity by 9.1 (+41%), the largest single jump",
                      "evidence": {"ppl_before": 21.9, "ppl_after": 31.0, "bisect": [1, hurt_step, steps]}},
-                    {"version_id": versions[hurt_step - 1], "metric": "neighborhood/ns", "score": 0.55,
+                    {"version_id": versions[hurt_step - 1], "metric": "neighborhood.ns", "score": 0.55,
                      "summary": f"step {hurt_step} lowered the neighbourhood score by 0.15",
                      "evidence": {"ns_before": 0.84, "ns_after": 0.69}}])
             led.set_run_status(run.id, "done" if k != 1 else "interrupted")

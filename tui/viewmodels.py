@@ -57,14 +57,19 @@ class DeltaItem:
 
 @dataclass
 class ProbeItemView:
+    """One metric at one version, with its comparisons to the base and to the previous version.
+    The probes store comparisons themselves (against="base"/"previous": a difference or a
+    divergence such as NKL); where only plain values exist, the difference is computed here from
+    the base's / parent's value and flagged ``*_computed``."""
     suite: str
     metric: str
-    against: str              # which reference the stored value compares to
-    value: float
+    value: float | None                 # against="none": the measurement itself
+    vs_base: float | None
+    vs_previous: float | None
     count: int
-    base: float | None        # the same measurement at the run's start (base) version
-    previous: float | None    # the same measurement at the parent version
-    detail: Any = None        # per-prompt detail as stored
+    base_computed: bool = False         # vs_base = value - value at the base (none stored)
+    previous_computed: bool = False     # vs_previous = value - value at the parent (none stored)
+    details: dict[str, Any] = field(default_factory=dict)   # against -> stored per-prompt detail
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -19,9 +20,10 @@ from tui.widgets.lazy_table import Column, LazyTable
 
 class DetailScreen(LedgerScreen):
     HELP = ("One version: the edit request(s), the method's hyper-parameters, what the edit did to "
-            "each tensor, and every probe result here, at the run's base version and at the parent "
-            "version. 1/2/3 switch tabs; in Probes the per-prompt detail of the highlighted row is "
-            "shown below the table. x shows the command that exports these weights.")
+            "each tensor, and every probe result here and against the base and the previous version "
+            "(the comparisons the probes stored, such as NKL; coloured ones are differences computed "
+            "from the plain values). 1/2/3 switch tabs; in Probes the per-prompt detail of the "
+            "highlighted row is shown below the table. x shows the command that exports the weights.")
 
     BINDINGS = [
         Binding("1", "tab('edit')", "Edit"),
@@ -53,13 +55,10 @@ class DetailScreen(LedgerScreen):
                 yield t
                 yield Static("", id="delta-total", markup=False)
             with TabPane("Probes (3)", id="probes"):
-                yield LazyTable([Column("suite", "suite", max_width=16), Column("metric", "metric", max_width=18),
-                                 Column("against", "vs", max_width=8),
-                                 Column("value", "here", width=7, justify="right"),
-                                 Column("base", "base", width=7, justify="right"),
-                                 Column("dbase", "Δbase", width=7, justify="right"),
-                                 Column("previous", "prev", width=7, justify="right"),
-                                 Column("dprev", "Δprev", width=7, justify="right"),
+                yield LazyTable([Column("suite", "suite", max_width=16), Column("metric", "metric", max_width=24),
+                                 Column("value", "here", width=8, justify="right"),
+                                 Column("vs_base", "vs base", width=8, justify="right"),
+                                 Column("vs_prev", "vs prev", width=8, justify="right"),
                                  Column("count", "n", justify="right")],
                                 self.format_probe, id="probe-table")
                 with VerticalScroll(id="probe-detail-box"):
@@ -127,11 +126,9 @@ class DetailScreen(LedgerScreen):
 
     def format_probe(self, p: ProbeItemView) -> list[Any]:
         better = F.higher_is_better(p.metric)
-        dbase = None if p.base is None else p.value - p.base
-        dprev = None if p.previous is None else p.value - p.previous
-        return [p.suite, p.metric, "" if p.against == "none" else p.against, F.num(p.value),
-                F.num(p.base), F.change_text(dbase, better), F.num(p.previous),
-                F.change_text(dprev, better), str(p.count)]
+        vs_base = F.change_text(p.vs_base, better) if p.base_computed else Text(F.num(p.vs_base))
+        vs_prev = F.change_text(p.vs_previous, better) if p.previous_computed else Text(F.num(p.vs_previous))
+        return [p.suite, p.metric, F.num(p.value), vs_base, vs_prev, str(p.count)]
 
     def on_lazy_table_row_highlighted(self, event: LazyTable.RowHighlighted) -> None:
         if event.table.id == "probe-table":
@@ -153,21 +150,26 @@ class DetailScreen(LedgerScreen):
         self.app.pop_screen()
 
 
-def probe_detail_text(p: ProbeItemView, limit: int = 50) -> str:
-    """The stored per-prompt detail, one line per prompt (first ``limit``)."""
-    d = p.detail
-    if d is None:
-        return f"{p.suite}/{p.metric}: no per-prompt detail stored"
-    if isinstance(d, dict):
-        return "\n".join(f"{k}: {json.dumps(v)}" for k, v in d.items())
-    lines = [f"{p.suite}/{p.metric}: {len(d)} prompts"]
-    for row in d[:limit]:
-        if isinstance(row, dict):
-            lines.append("  " + "  ".join(f"{k}={_short(v)}" for k, v in row.items()))
+def probe_detail_text(p: ProbeItemView, limit: int = 40) -> str:
+    """How the comparisons were obtained and the stored per-prompt detail (first ``limit`` rows)."""
+    lines = [f"{p.suite}/{p.metric}: here {F.num(p.value)}, vs base {F.num(p.vs_base)}"
+             + (" (here − base value)" if p.base_computed else " (stored)" if p.vs_base is not None else "")
+             + f", vs previous {F.num(p.vs_previous)}"
+             + (" (here − parent value)" if p.previous_computed else " (stored)" if p.vs_previous is not None else "")]
+    if not p.details:
+        lines.append("no per-prompt detail stored")
+    for against, d in p.details.items():
+        lines.append(f"detail ({'the measurement' if against == 'none' else 'vs ' + against}):")
+        if isinstance(d, dict):
+            lines += [f"  {k}: {_short(v)}" for k, v in d.items()]
+        elif isinstance(d, list):
+            for row in d[:limit]:
+                lines.append("  " + ("  ".join(f"{k}={_short(v)}" for k, v in row.items())
+                                     if isinstance(row, dict) else str(row)))
+            if len(d) > limit:
+                lines.append(f"  … {len(d) - limit} more")
         else:
-            lines.append(f"  {row}")
-    if len(d) > limit:
-        lines.append(f"  … {len(d) - limit} more")
+            lines.append(f"  {d}")
     return "\n".join(lines)
 
 

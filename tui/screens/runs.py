@@ -200,6 +200,6 @@ def short_metric(m: Metric) -> str:
               "attribute": "attr", "portability_sr": "p.sr", "portability_rr": "p.rr",
               "portability_oh": "p.oh", "multihop": "hop", "retention": "ret"}
     head = abbrev.get(suite, suite[:4])
-    tail = metric.replace("efficacy", "eff").replace("_top1", "")
+    tail = metric.replace("efficacy", "eff").replace("generalization", "gen").replace("_top1", "")
     label = f"{head}.{tail}" if head else tail
     return label[:7]
