@@ -20,21 +20,17 @@ from ledger.records import DeltaInput
 
 
 def version_at(ledger, run_id: int, step: int):
-    """The version of ``run_id`` at ``step`` on the head's lineage (step 0: where the run started)."""
+    """The version of ``run_id`` at ``step`` (step numbers are unique within a run; step 0 is where
+    the run started: the base or the version it branched from)."""
     run = ledger.run(run_id)
-    lineage = ledger.lineage(run.head_version_id)
     if step == 0:
-        own = [v for v in lineage if v.run_id == run_id]
-        if not own:
-            return lineage[-1]
-        idx = lineage.index(own[0])
-        return lineage[idx - 1] if idx > 0 else own[0]
-    for v in reversed(lineage):
-        if v.run_id == run_id and v.step == step and v.kind in ("edit", "revert"):
+        return ledger.version(run.start_version_id)
+    for v in ledger.versions(run_id):
+        if v.step == step:
             return v
-    known = sorted({v.step for v in lineage if v.run_id == run_id and v.kind in ("edit", "revert")})
-    raise InputError(f"run {run_id} has no step {step} on its current head's history "
-                     f"(steps there: {_ranges(known) or 'none'}); see `editledger log {run_id}`")
+    known = sorted(v.step for v in ledger.versions(run_id))
+    raise InputError(f"run {run_id} has no step {step} (its steps: {_ranges(known) or 'none'}); "
+                     f"see `editledger log {run_id}`")
 
 
 def _next_step(ledger, run_id: int) -> int:
@@ -55,7 +51,11 @@ def revert(ledger, run_id: int, step: int, note: str | None = None):
     target = version_at(ledger, run_id, step)
     if target.kind != "edit":
         raise InputError(f"step {step} of run {run_id} is a {target.kind}, not an edit: only edits can be reverted")
-    j = [v.id for v in lineage].index(target.id)
+    ids = [v.id for v in lineage]
+    if target.id not in ids:
+        raise InputError(f"step {step} of run {run_id} is not in the history of its head (it was reset or "
+                         f"reverted away); see `editledger log {run_id}`")
+    j = ids.index(target.id)
     parent = lineage[j - 1]
     carried = []
     for v in lineage[j + 1:]:
