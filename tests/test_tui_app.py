@@ -308,14 +308,17 @@ async def test_reset_head_with_confirmation(ledger_copy):
         run = led.run(run1["id"])
         head = led.version(run.head_version_id)
         assert head.kind == "reset" and head.parent_id == run1["versions"][0] and head.note == "reset to step 1"
-        # a version off the head's history is refused with a message, nothing written
-        table(app).move_to(10)
+        # a version left behind by an earlier reset can be the head again (history kept)
+        table(app).move_to(10)                                    # step 10, off the head's line
         await pilot.press("r")
         await settle(pilot)
         await pilot.press("y")
         await settle(pilot)
-        assert led.run(run1["id"]).head_version_id == head.id
-        assert len(shown(app)) == before + 1
+        head = led.version(led.run(run1["id"]).head_version_id)
+        assert head.kind == "reset" and head.parent_id == run1["versions"][9]
+        rows = shown(app)
+        assert len(rows) == before + 2 and rows[-1][3] == "reset" and rows[-1][4] == "reset to step 10"
+        assert table(app).rows[10].on_head and not table(app).rows[11].on_head
 
 
 @run_async
@@ -448,16 +451,17 @@ async def test_empty_ledger_says_what_to_do_and_picks_up_a_new_run(tmp_path):
         assert not app.screen.query_one("#empty").display
 
 
-def test_reset_to_a_marker_is_refused_with_its_target(ledger_copy):
+def test_refusals_say_why(ledger_copy):
     from ledger.errors import InputError
     db, ids = ledger_copy
     data = LedgerData.open(db)
-    run1 = ids["runs"][0]["id"]
-    with pytest.raises(InputError, match=f"reset marker with the weights of v{ids['runs'][0]['versions'][1]}"):
-        data.reset(run1, ids["reset"])
+    run1, run2 = ids["runs"][0]["id"], ids["runs"][1]["id"]
+    with pytest.raises(InputError, match=f"is not a version of run {run1}"):
+        data.reset(run1, ids["runs"][1]["versions"][3])
     # an edit off the head's history: revert goes through rollback and says why it cannot
-    with pytest.raises(InputError, match="no step 9 on its current head's history"):
+    with pytest.raises(InputError, match="not in the history of its head"):
         data.revert(run1, 9)
+    assert data.ledger.run(run2).head_version_id == ids["runs"][1]["versions"][-1]
     data.close()
 
 

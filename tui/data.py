@@ -341,40 +341,22 @@ class LedgerData:
         db = shlex.quote(self.db_arg)
         if v.run_id is None:
             return f"editledger --db {db} checkout RUN@0 --export ./base-weights   # any run of this base model"
-        ref = f"{v.run_id}@{v.step}" if v.kind in ("edit", "revert") else f"{v.run_id}@{v.step}"
-        cmd = f"editledger --db {db} checkout {ref} --export ./v{v.id}-weights"
-        if not self._on_head_lineage(v.run_id, v.id):
-            cmd += "   # note: RUN@STEP follows the run's current head; this version is off it (reset to it first)"
-        return cmd
-
-    def _on_head_lineage(self, run_id: int, version_id: int) -> bool:
-        head = self.ledger.run(run_id).head_version_id
-        return any(x.id == version_id for x in self.ledger.lineage(head))
+        return f"editledger --db {db} checkout {v.run_id}@{v.step} --export ./v{v.id}-weights"
 
     # ----- actions (the only writes) ----------------------------------------------------------
     def reset(self, run_id: int, version_id: int) -> int:
-        """Reset the run's head to ``version_id`` through ``simulator.rollback.reset`` (the CLI's
-        `editledger reset`), which addresses a version by its step on the head's history."""
+        """Reset the run's head to ``version_id`` through ``simulator.rollback.reset`` (what
+        `editledger reset RUN --to STEP` does; steps are unique within a run, step 0 = its start)."""
         from simulator import rollback
         v = self.ledger.version(version_id)
         run = self.ledger.run(run_id)
         if version_id == run.start_version_id:
             step = 0
-        elif v.kind in ("reset", "branch"):
-            raise InputError(f"v{version_id} is a {v.kind} marker with the weights of v{v.parent_id}: "
-                             f"reset to v{v.parent_id} instead")
         elif v.run_id != run_id:
-            raise InputError(f"version {version_id} is not a version of run {run_id}")
+            raise InputError(f"v{version_id} is not a version of run {run_id}: a reset moves a run's head "
+                             f"to one of its own versions (or its start, step 0)")
         else:
             step = v.step
-        try:
-            target = rollback.version_at(self.ledger, run_id, step)
-        except InputError:
-            target = None
-        if target is None or target.id != version_id:
-            raise InputError(f"v{version_id} is not on the history of run {run_id}'s current head, and a reset "
-                             f"moves the head back along that history; reset to a version marked on the "
-                             f"head's line, or branch from v{version_id} with `editledger branch {run_id}@{v.step}`")
         return rollback.reset(self.ledger, run_id, step).id
 
     def revert(self, run_id: int, step: int) -> int:
