@@ -483,3 +483,41 @@ def test_timeline_of_a_branch_run_starts_at_its_origin(ledger_copy):
     assert [(it.step, it.kind, it.graph) for it in items] == [(5, "edit", "●"), (5, "branch", "◆"), (6, "edit", "◉")]
     assert items[0].note == f"branched from run {ids['runs'][0]['id']} step 5 (v{origin}, edit)"
     data.close()
+
+
+def test_diff_norm_dense_sparse_and_low_rank_against_torch(ledger_copy):
+    """‖W_B − W_A‖ from stored factors (numpy, float64) equals the torch float64 reference for
+    a mix of low-rank, dense and sparse deltas on one tensor."""
+    import torch
+    from ledger import Ledger
+    from ledger.records import DeltaInput
+    db, ids = ledger_copy
+    run2 = ids["runs"][1]
+    g = torch.Generator().manual_seed(3)
+    dense = torch.randn(8, 6, generator=g)
+    idx, vals = torch.tensor([0, 7, 47]), torch.randn(3, generator=g)
+    name = "transformer.h.1.mlp.fc_out.weight"
+    with Ledger.open(db) as led:
+        v13 = led.record_step(run2["id"], step=13, parent_version_id=run2["versions"][-1], requests=[
+            {"subject": "a", "prompt": "{} is", "target_new": " b"}], tensor_fingerprints={}, diagnostics={},
+            wall_time_s=0.0, deltas=[DeltaInput(name, "dense", {"delta": dense}, (8, 6), norm=float(dense.double().norm()))])
+        v14 = led.record_step(run2["id"], step=14, parent_version_id=v13.id, requests=[
+            {"subject": "c", "prompt": "{} is", "target_new": " d"}], tensor_fingerprints={}, diagnostics={},
+            wall_time_s=0.0, deltas=[DeltaInput(name, "sparse", {"indices": idx, "values": vals}, (8, 6),
+                                                norm=float(vals.double().norm()))])
+    data = LedgerData.open(db)
+    a = run2["versions"][9]                                       # step 10
+    view = data.diff(a, v14.id)
+    ref = torch.zeros(8, 6, dtype=torch.float64)
+    for vid in run2["versions"][10:]:                             # steps 11, 12 (low-rank; layer 1 or 2)
+        for d in data.ledger.deltas(vid):
+            if d.tensor == name:
+                f = data.ledger.read_artifact(d.artifact_digest)
+                ref += f["u"].double() @ f["v"].double().T
+    ref += dense.double()
+    ref.view(-1)[idx] += vals.double()
+    row = next(t for t in view.tensors if t.tensor == name)
+    assert row.only_a == [] and row.only_b[-2:] == [13, 14]
+    assert abs(row.norm - ref.norm().item()) < 1e-9 * max(1.0, ref.norm().item())
+    assert row.bound >= row.norm - 1e-9                          # the triangle inequality
+    data.close()
