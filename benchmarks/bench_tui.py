@@ -120,11 +120,14 @@ def main() -> None:
         res["small"].append(asyncio.run(time_screens(small)))
     tables = [asyncio.run(time_tables(args.versions)) for _ in range(max(1, args.repeat // 2))]
 
+    import os
+    load = os.getloadavg()
     med = lambda xs: statistics.median(xs)
     b_runs, b_tl = med([r[0] for r in res["big"]]), med([r[1] for r in res["big"]])
     s_runs, s_tl = med([r[0] for r in res["small"]]), med([r[1] for r in res["small"]])
     dt, lt = med([t[0] for t in tables]), med([t[1] for t in tables])
-    print(f"ledger: {big} ({res['big'][0][2]} timeline rows); median of {args.repeat} cold opens")
+    print(f"ledger: {big} ({res['big'][0][2]} timeline rows); median of {args.repeat} cold opens; "
+          f"load average {load[0]:.1f} on {os.cpu_count()} cores")
     print(f"  runs screen    {args.versions:>6} versions: {b_runs * 1000:7.1f} ms   "
           f"{args.small} versions: {s_runs * 1000:7.1f} ms   ratio {b_runs / s_runs:.2f}   "
           f"goal < 500 ms: {'ok' if b_runs < 0.5 else 'MISSED'}")
