@@ -3,30 +3,63 @@ fingerprint, layer, corpus digest and sample count, so every edit records exactl
 statistics it used (their artifact digests end up in ``version.stats_used``)."""
 from __future__ import annotations
 
+import hashlib
+import os
 import time
+from pathlib import Path
 
+from ledger.artifacts import ArtifactStore
+from ledger.errors import UserError
 from simulator.stats import Corpus, StatsKey, StatsProvider
 
 
 class LedgerStatsCache:
-    """``simulator.stats.StatsCache`` over ``Ledger.get_stats``/``put_stats``."""
+    """``simulator.stats.StatsCache`` over ``Ledger.get_stats``/``put_stats``.
 
-    def __init__(self, ledger):
+    Behind the ledger sits a per-machine copy (``<model cache>/../stats``): statistics depend only
+    on the key (model fingerprint, layer, corpus recipe or digest, sample count), so a second ledger
+    on the same machine — a new demo, a test — takes them from there instead of sampling again.
+    The copy is a content-addressed store of its own, verified on read like the ledger's, and what
+    an edit uses is always recorded in the ledger it writes to."""
+
+    def __init__(self, ledger, machine_dir: Path | None = None):
         self.ledger = ledger
+        self.machine = ArtifactStore(machine_dir) if machine_dir is not None else None
 
     def _kw(self, key: StatsKey) -> dict:
         return dict(model_fingerprint=key.model_fingerprint, layer=key.layer,
                     corpus_digest=key.corpus_digest, sample_count=key.sample_count)
 
+    def _index(self, key: StatsKey) -> Path:
+        name = hashlib.sha256("|".join(map(str, self._kw(key).values())).encode()).hexdigest()
+        return self.machine.root / "index" / name
+
     def get(self, key: StatsKey):
         hit = self.ledger.get_stats(**self._kw(key))
-        if hit is None:
-            return None
-        digest, tensors = hit
-        return digest, tensors["C"]
+        if hit is not None:
+            digest, tensors = hit
+            return digest, tensors["C"]
+        if self.machine is not None and self._index(key).exists():
+            try:
+                tensors = self.machine.read(self._index(key).read_text().strip())
+            except UserError:
+                return None          # a damaged machine copy is simply recomputed
+            return self.ledger.put_stats(**self._kw(key), tensors={"C": tensors["C"]}), tensors["C"]
+        return None
 
     def put(self, key: StatsKey, tensor) -> str:
-        return self.ledger.put_stats(**self._kw(key), tensors={"C": tensor.contiguous()})
+        digest = self.ledger.put_stats(**self._kw(key), tensors={"C": tensor.contiguous()})
+        if self.machine is not None:
+            try:
+                mdigest, _ = self.machine.write({"C": tensor.contiguous()}, metadata=self._kw(key))
+                idx = self._index(key)
+                idx.parent.mkdir(parents=True, exist_ok=True)
+                tmp = idx.with_suffix(".tmp")
+                tmp.write_text(mdigest)
+                os.replace(tmp, idx)
+            except OSError:
+                pass                 # the machine copy is an optimisation; the ledger has the record
+        return digest
 
 
 class SessionStatsProvider(StatsProvider):
@@ -34,7 +67,9 @@ class SessionStatsProvider(StatsProvider):
     edited version (a resumed or branched run), check out the base, collect, and come back."""
 
     def __init__(self, session, corpus: Corpus, progress: bool = True):
-        super().__init__(session.lm.fingerprint, corpus, LedgerStatsCache(session.ledger), progress)
+        from simulator.models import cache_root
+        machine = None if os.environ.get("EDITLEDGER_NO_MACHINE_STATS") else cache_root().parent / "stats"
+        super().__init__(session.lm.fingerprint, corpus, LedgerStatsCache(session.ledger, machine), progress)
         self.session = session
         self.seconds = 0.0          # time spent collecting (the demo reports it)
 

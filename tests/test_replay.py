@@ -170,3 +170,22 @@ def test_ten_step_replay_records_full_probe_set_and_report_renders_from_ledger(t
         assert out.strip() and "rome" in out.lower()
     assert report.plot(reports, str(tmp_path / "fig4.png"))
     assert (tmp_path / "fig4.png").stat().st_size > 1000
+
+
+def test_statistics_are_recorded_in_each_ledger_and_reused_across_ledgers(tmp_path, monkeypatch):
+    import simulator.models
+    import simulator.stats.second_moment as sm
+    monkeypatch.setattr(simulator.models, "cache_root", lambda: tmp_path / "machine" / "models")
+    stream = _stream("sequential", 2)
+    a, _, ra = _replay(tmp_path, stream, "a.db")
+    used_a = {d for v in a.versions(ra) for d in v.stats_used}
+    assert len(used_a) == 1
+
+    def no_collect(*args, **kw):
+        raise AssertionError("statistics were collected again instead of reused")
+    monkeypatch.setattr(sm, "collect_second_moment", no_collect)
+    b, _, rb = _replay(tmp_path, stream, "b.db")
+    used_b = {d for v in b.versions(rb) for d in v.stats_used}
+    assert used_b == used_a                                   # same bytes, same digest
+    assert b.store.exists(next(iter(used_b)))                 # and the artifact is in ledger b itself
+    assert _fingerprints(a, ra) == _fingerprints(b, rb)
