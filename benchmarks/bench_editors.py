@@ -47,6 +47,24 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor]) -> int:
     return len(save({k: v.contiguous() for k, v in tensors.items()}))
 
 
+def _top1_count(lm, result, reqs) -> int:
+    """How many requests' first target token is the top prediction once ``result`` is applied (on a copy)."""
+    import copy
+
+    from simulator.deltas import apply_delta
+    m = copy.deepcopy(lm.model)
+    for d in result.deltas:
+        apply_delta(m.get_parameter(d.tensor), d)
+    n = 0
+    for r in reqs:
+        ids = lm.tokenizer(lm.spec.prompt_prefix + r.text, return_tensors="pt").to(m.device)
+        full = lm.tokenizer(lm.spec.prompt_prefix + r.text + r.target_new)["input_ids"]
+        with torch.no_grad():
+            n += int(m(**ids, logits_to_keep=1).logits[0, -1].argmax()) == full[ids["input_ids"].shape[1]]
+    del m
+    return n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="gemma-3-270m")
@@ -96,6 +114,8 @@ def main() -> None:
     out["memit_batch"] = len(memit_reqs)
     out["memit_batch_s"] = round(time.perf_counter() - t, 2)
     out["memit_ranks"] = [d.rank for d in mres.deltas]
+    out["memit_top1"] = f"{_top1_count(lm, mres, memit_reqs)}/{len(memit_reqs)}"
+    out["rome_top1"] = f"{_top1_count(lm, res, reqs[-1:])}/1 (last edit)"
 
     d = res.deltas[0]
     W = lm.model.get_parameter(d.tensor)

@@ -1,5 +1,7 @@
-"""Shared fixtures. tiny-gptj: a seeded random GPT-J (4 layers, width 64) with a tokenizer built in code,
-the same code path as GPT-J at milliseconds per edit. Session-scoped: do not modify its weights in a test
+"""Shared fixtures. tiny-gptj: a seeded GPT-J (4 layers, width 64, trained for seconds on 28 toy facts in
+simulator/models/tiny.py, cached under $EDITLEDGER_CACHE) with a tokenizer built in code, the same code path
+as GPT-J at milliseconds per edit. Its plausible answers are the objects of those facts (" Rome", " Paris",
+" Germany", ...): edit towards them. Session-scoped: do not modify its weights in a test
 (editors are pure; if a test must apply a delta, apply it to a copy: ``copy.deepcopy(tiny.model)``)."""
 from __future__ import annotations
 

@@ -64,3 +64,36 @@ def test_second_moment_matches_keys_by_hand(tiny, tmp_path):
     assert n == K.shape[0] and 20 < n <= 40
     torch.testing.assert_close(C.double(), K.T @ K / n, rtol=1e-4, atol=1e-6)
     assert len(digest) == 64
+
+
+def test_memit_target_through_gemma_post_norm():
+    """A residual change r is mapped to a projection-output change that the post-MLP norm turns back into r,
+    up to the radial part a scale-free norm removes (first order: y1 = y0 + r - y0 (a.e)/d with
+    a = m0/rms(m0), e = r/g), and channels with zero gain are left alone."""
+    from types import SimpleNamespace
+
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3RMSNorm
+
+    from simulator.editors.memit import _through_post_norm
+
+    torch.manual_seed(0)
+    d = 16
+    norm = Gemma3RMSNorm(d, eps=1e-9)
+    with torch.no_grad():
+        norm.weight.copy_(0.5 * torch.rand(d) + 0.2)
+        norm.weight[3] = -1.0  # gain 1 + w = 0: this channel cannot be moved
+    model = torch.nn.Module()
+    model.n = norm
+    spec = SimpleNamespace(mlp_post_norm="n")
+    m0 = torch.randn(d, 2, dtype=torch.float32)
+    r = 1e-4 * torch.randn(d, 2)
+    r[3] = 0.0
+    dm = _through_post_norm(model, spec, 0, m0, r)
+    assert torch.all(dm[3] == 0)
+    with torch.no_grad():
+        y0, y1 = norm(m0.T).T.double(), norm((m0 + dm).T).T.double()
+    g = (1 + norm.weight.detach()).double()
+    a = (m0 / m0.pow(2).mean(0, keepdim=True).sqrt()).double()
+    e = torch.where(g[:, None] == 0, torch.zeros_like(a), r.double() / g[:, None].clamp_min(1e-12))
+    want = r.double() - y0 * (a * e).sum(0, keepdim=True) / d
+    torch.testing.assert_close(y1 - y0, want, atol=3e-6, rtol=1e-2)

@@ -61,13 +61,17 @@ def _keys_and_outputs(model, spec, rows_list, layer: int, last_layer: int, mlp_n
 
 def _through_post_norm(model, spec, layer: int, m0: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
     """Change of the projection output that moves norm(m) by ``resid`` (columns), as far as a scale-free
-    norm allows: m* = (y0 + r) / g * rms(m0), with g the norm's gain (norm of a ones vector)."""
+    norm allows: m* = (y0 + r) / g * rms(m0), with g the norm's per-channel gain (the norm of a ones
+    vector). Channels whose gain is ~0 cannot be moved through the norm; they keep their value."""
     norm = model.get_submodule(spec.mlp_post_norm.format(layer))
+    dt = next(norm.parameters()).dtype
     with torch.no_grad():
-        g = norm(torch.ones(1, m0.shape[0], device=m0.device, dtype=next(norm.parameters()).dtype))[0].float()
-        y0 = norm(m0.T.to(next(norm.parameters()).dtype)).float().T
+        g = norm(torch.ones(1, m0.shape[0], device=m0.device, dtype=dt))[0].float()
+        y0 = norm(m0.T.to(dt)).float().T
         rms = m0.pow(2).mean(0, keepdim=True).sqrt()
-        m_star = (y0 + resid) / g[:, None] * rms
+        live = g.abs() > 1e-2 * g.abs().median()
+        g_safe = torch.where(live, g, torch.ones_like(g))
+        m_star = torch.where(live[:, None], (y0 + resid) / g_safe[:, None] * rms, m0)
     return m_star - m0
 
 
