@@ -58,3 +58,19 @@ def test_rome_on_gemma_moves_eiffel_to_rome_and_keeps_unrelated_facts():
     assert top(edited, req.text) == first_token(req.text, " Rome")
     kept = [top(edited, p) == top(model, p) for p, _ in known]
     assert sum(kept) >= 8, f"only {sum(kept)}/10 unrelated facts kept: {[p for (p, _), k in zip(known, kept) if not k]}"
+
+
+@pytest.mark.slow
+def test_smollm2_loads_with_its_bos_prefix():
+    torch.set_num_threads(1)
+    lm = load_model("smollm2-135m", device="cpu", dtype=torch.float32, progress=False)
+    tok, spec = lm.tokenizer, lm.spec
+    assert spec.arch == "llama" and spec.rewrite_weight(5) == "model.layers.5.mlp.down_proj.weight"
+    # its tokenizer adds no start token; the spec's prefix is exactly the BOS token
+    plain = tok("The Eiffel Tower is located in the city of")["input_ids"]
+    prefixed = tok(spec.prompt_prefix + "The Eiffel Tower is located in the city of")["input_ids"]
+    assert plain[0] != tok.bos_token_id and prefixed == [tok.bos_token_id] + plain
+    with torch.no_grad():
+        logits = lm.model(input_ids=torch.tensor([prefixed]), logits_to_keep=1).logits[0, -1]
+    assert tok.decode(int(logits.argmax())) == " Paris"
+    assert len(lm.fingerprint) == 64 and lm.config["n_layers"] == 30
