@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from ledger.errors import InputError, IntegrityError
-from simulator.models.specs import ARCH_DEFAULTS, SPECS, ModelSpec, get_spec, model_names
+from simulator.models.specs import ARCH_DEFAULTS, SPECS, ModelSpec, model_names
 
 WEIGHTS_FILE = "model.safetensors"
 FINGERPRINT_FILE = "fingerprint.json"
