@@ -92,6 +92,7 @@ class Replayer:
                             hparams=_as_dict(self.hparams), stream_name=stream_name,
                             stream_digest=stream_digest, stream_kind=stream_kind, config=config,
                             parent_version_id=start, name=name)
+        self._prepare_stats()
         head = start
         if start != self.s.base_version_id:     # a branch: its first version marks where it leaves
             origin = led.version(start)
@@ -118,6 +119,19 @@ class Replayer:
         previous = (led.version(head).diagnostics or {}).get(PROBE_STATE) if index > 0 else None
         led.set_run_status(run_id, "running", note=f"resumed after step {done}")
         return self._replay(run_id, steps, first, head, cfg["reference"], previous, index)
+
+    def _prepare_stats(self) -> None:
+        """Collect (or find) the second-moment statistics of the edited layers before the first
+        edit, on the base weights, so that their cost is visible on its own and never mixes with
+        an edit's."""
+        hp = self.hparams
+        if self.opt.method not in ("rome", "memit") or not getattr(hp, "mom2_adjustment", True):
+            return
+        t = time.perf_counter()
+        layers = list(getattr(hp, "layers", None) or [hp.layer])
+        lm = self.s.lm
+        self.stats.prepare(lm.model, lm.tokenizer, lm.spec, layers)
+        self.timing["stats_s"] = self.timing.get("stats_s", 0.0) + time.perf_counter() - t
 
     # ---- the loop ------------------------------------------------------------------------------
     def _reference(self, steps: list[Step], start_version_id: int) -> dict:

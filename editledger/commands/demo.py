@@ -75,9 +75,8 @@ def run(args) -> int:
         print(header)
         print("\n".join(rows))
         tm = replayer.timing
-        stats_s = replayer.stats.seconds if hasattr(replayer.stats, "seconds") else 0.0
         print(f"\nrun {run_id}: {led.run(run_id).status}, {len(rows)} steps in {total:.0f} s "
-              f"(load {t_load:.0f} s, statistics {stats_s:.0f} s, edits {tm['edit_s'] - stats_s:.0f} s, "
+              f"(load {t_load:.0f} s, statistics {tm.get('stats_s', 0.0):.0f} s, edits {tm['edit_s']:.0f} s, "
               f"probes {tm['probe_s'] + tm['reference_s']:.0f} s, ledger {tm['record_s']:.1f} s)")
         print("columns: eff = new target is the top prediction, P>old = P(new) > P(old), para = paraphrases, "
               "NS = neighbourhood score, NKL = neighbourhood KL to the base model, retain = earlier edits still held")
