@@ -78,6 +78,6 @@ async def test_live_replay_appears_and_nobody_sees_locked(tmp_path):
         assert len(table.rows) - before == n_new, "the TUI did not show every step the writer committed"
         assert table.cell_texts(len(table.rows) - 1)[4] == f"Live subject {n_new - 1}: Earth → Mars"
         lag = shown_at - committed_at
-        assert lag < 3.0, f"the first new step was shown {lag:.1f} s after it was committed (poll every 0.5 s)"
+        assert lag < 5.0, f"the first new step was shown {lag:.1f} s after it was committed (poll every 0.5 s)"
         assert not errors
     data.close()
