@@ -106,12 +106,15 @@ _SHORT_PREFIXES = ("", "The following is true. ", "I read this in the news. ", "
 
 # Gemma 3 normalises the MLP output after down_proj (post_feedforward_layernorm), so the scale of v*
 # is irrelevant to the model: the norm clamp always binds and weight decay only pulls towards zero.
-# Hence a small weight decay and a clamp that leaves room; layers 4-6 edited most cleanly here.
+# Hence a small weight decay; the clamp is what bounds the edit, and a tight one (0.75) keeps ROME local.
+# Layers 4-6 edited most cleanly here.
 _GEMMA3_270M = ModelSpec(
     name="gemma-3-270m", arch="gemma3_text", hf_id="google/gemma-3-270m", embedded="gemma3-gguf",
     rewrite_module="model.layers.{}.mlp.down_proj", layer_module="model.layers.{}",
     n_layers=18, rome_layer=5, memit_layers=(4, 5, 6), mlp_post_norm="model.layers.{}.post_feedforward_layernorm",
-    hparams={"rome": dict(layer=5, v_num_grad_steps=20, v_lr=0.5, v_weight_decay=1e-3, clamp_norm_factor=4.0,
+    # clamp 0.75 (was 4.0): on the first 6 demo steps it kept efficacy 1.00 and raised the
+    # neighbourhood score from 0.56 to 1.00 (NKL 2.38 -> 0.59 nats); see the sweep in the issue notes
+    hparams={"rome": dict(layer=5, v_num_grad_steps=20, v_lr=0.5, v_weight_decay=1e-3, clamp_norm_factor=0.75,
                           kl_factor=0.0625, mom2_n_samples=4096, mom2_lambda=0.05,
                           context_prefixes=list(_SHORT_PREFIXES)),
              "memit": dict(layers=[4, 5, 6], v_num_grad_steps=20, v_lr=0.5, v_weight_decay=1e-3,
