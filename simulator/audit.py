@@ -91,12 +91,18 @@ def forgetting(ledger, run_id: int, versions=None) -> list[Finding]:
                 lost_at.pop(j, None)       # regained: not lost at the head
             held[j] = now >= 0.5
             p_new[j] = float(row.get("p_new", float("nan")))
+    # an edit overwritten on purpose (the back half of a round edit, a later edit of the same
+    # subject and relation) is superseded, not forgotten
+    steps_to_vid = {v.step: v.id for v in versions}
+    facts = {v.id: {(r.subject, r.prompt) for r in ledger.edit_requests(v.id)} for v in versions}
+    for j in list(lost_at):
+        if j in steps_to_vid and any(facts[steps_to_vid[j]] & facts[v.id] for v in versions if v.step > j):
+            del lost_at[j]
     by_step: dict[int, list[int]] = {}
     for j, (v, *_r) in lost_at.items():
         by_step.setdefault(v.id, []).append(j)
     total = max(1, len(lost_at))
     vmap = {v.id: v for v in versions}
-    steps_to_vid = {v.step: v.id for v in versions}
     out = []
     for vid, js in sorted(by_step.items(), key=lambda kv: -len(kv[1])):
         v = vmap[vid]
