@@ -3,7 +3,8 @@ between versions. Replay, checkout, revert and audit all work through a session.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -15,9 +16,34 @@ from simulator.checkout import ChainLink, Workspace
 from simulator.deltas import TensorDelta
 
 
-def delta_from_row(ledger: Ledger, row) -> TensorDelta:
+def delta_from_row(ledger: Ledger, row, read=None) -> TensorDelta:
     """Rebuild a TensorDelta from its ledger row (the artifact is digest-verified on read)."""
-    return TensorDelta(tensor=row.tensor, kind=row.kind, factors=ledger.read_artifact(row.artifact_digest))
+    return TensorDelta(tensor=row.tensor, kind=row.kind,
+                       factors=(read or ledger.read_artifact)(row.artifact_digest))
+
+
+class ArtifactCache:
+    """Artifacts already read and verified, by digest. Content addressing makes them immutable, so
+    a session that jumps between versions reads each file (and hashes it) once. Bounded in bytes,
+    least recently used out first."""
+
+    def __init__(self, ledger: Ledger, max_bytes: int = 1 << 30):
+        self.ledger, self.max_bytes, self.nbytes = ledger, max_bytes, 0
+        self._d: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
+
+    def __call__(self, digest: str) -> dict[str, torch.Tensor]:
+        if digest in self._d:
+            self._d.move_to_end(digest)
+            return self._d[digest]
+        tensors = self.ledger.read_artifact(digest)
+        size = sum(t.numel() * t.element_size() for t in tensors.values())
+        if size <= self.max_bytes:
+            self._d[digest] = tensors
+            self.nbytes += size
+            while self.nbytes > self.max_bytes:
+                _, old = self._d.popitem(last=False)
+                self.nbytes -= sum(t.numel() * t.element_size() for t in old.values())
+        return tensors
 
 
 def delta_to_input(d: TensorDelta, shape) -> DeltaInput:
@@ -35,6 +61,11 @@ class Session:
     workspace: Workspace
     current_version_id: int     # the version whose weights are live in the model now
     model_ref: str = ""         # what the user passed to load it (a registry name or a path)
+    artifacts: ArtifactCache | None = field(default=None, repr=False)   # verified artifacts read so far
+
+    def __post_init__(self) -> None:
+        if self.artifacts is None:
+            self.artifacts = ArtifactCache(self.ledger)
 
     @classmethod
     def open(cls, ledger: Ledger, model: str, *, device: str | None = None, progress: bool = True) -> "Session":
@@ -74,13 +105,13 @@ class Session:
         links = []
         for i, (v, drows, kf) in enumerate(rows):
             # deltas at or before a tensor's latest keyframe are inside it: never read them
-            deltas = [delta_from_row(self.ledger, r) for r in drows if i > kf_at.get(r.tensor, -1)]
+            deltas = [delta_from_row(self.ledger, r, self.artifacts) for r in drows if i > kf_at.get(r.tensor, -1)]
             keyframe = None
             if kf:
                 keyframe = {}
                 for name, digest in kf.items():
                     if kf_at[name] == i:
-                        (value,) = self.ledger.read_artifact(digest).values()
+                        (value,) = self.artifacts(digest).values()
                         keyframe[name] = value
             links.append(ChainLink(version_id=v.id, deltas=deltas, keyframe=keyframe or None))
         return links, dict(rows[-1][0].tensor_fingerprints or {})
