@@ -62,10 +62,7 @@ class Replayer:
         from simulator.probes import ProbeConfig, ProbeRunner
         self.s, self.opt, self.on_step = session, options, on_step
         lm = session.lm
-        try:
-            self.editor = get_editor(options.method)
-        except KeyError as e:
-            raise InputError(str(e)) from None
+        self.editor = get_editor(options.method)          # unknown method: InputError naming the known ones
         self.hparams = load_hparams(options.method, lm.spec, options.hparams_file, options.hparams)
         cfg = ProbeConfig(every=dict(options.probe_every)) if options.probe_every else ProbeConfig()
         self.probes = ProbeRunner(lm.model, lm.tokenizer, lm.spec, cfg, general=_general_sets(options.general),
@@ -84,6 +81,7 @@ class Replayer:
         led = self.s.ledger
         start = start_version_id or self.s.base_version_id
         reference = self._reference(steps, start)
+        self._prepare_stats()       # before the run exists: an interrupted collection leaves no empty run
         config = {"model": self.s.model_ref or self.s.lm.spec.name, "options": self.opt.to_config(),
                   "stream": [st.to_dict() for st in steps], "first_step": first_step,
                   "reference": reference, "stop_when": list(self.opt.stop_when),
@@ -92,7 +90,6 @@ class Replayer:
                             hparams=_as_dict(self.hparams), stream_name=stream_name,
                             stream_digest=stream_digest, stream_kind=stream_kind, config=config,
                             parent_version_id=start, name=name)
-        self._prepare_stats()
         head = start
         if start != self.s.base_version_id:     # a branch: its first version marks where it leaves
             origin = led.version(start)
