@@ -12,17 +12,14 @@ def open_ledger(args, create: bool = True):
 
 
 def find_run(ledger, ref: str) -> int:
-    """A run by id ("3") or by name."""
+    """A run by id ("3") or by name -> run id (InputError naming the known runs otherwise)."""
     ref = ref.strip()
-    if ref.isdigit():
-        try:
-            return ledger.run(int(ref)).id
-        except Exception:
-            pass
-    for r in ledger.runs():
-        if getattr(r, "name", None) == ref:
+    runs = ledger.runs()
+    for r in runs:
+        if ref == str(r.id) or ref == (r.name or ""):
             return r.id
-    raise InputError(f"no run {ref!r} in this ledger: `editledger tui` or `editledger db status` lists the runs")
+    known = ", ".join(f"{r.id} ({r.name})" for r in runs[:10]) or "none"
+    raise InputError(f"no run {ref!r} in this ledger (runs: {known}); `editledger tui` lists them all")
 
 
 def parse_run_at(ledger, ref: str) -> tuple[int, int | None]:

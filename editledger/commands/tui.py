@@ -1,6 +1,8 @@
 """`editledger tui [RUN]`: browse the ledger in the terminal (no model needed)."""
 from __future__ import annotations
 
+from .common import find_run
+
 
 def register(sub) -> None:
     p = sub.add_parser("tui", help="browse runs, timelines, edits, trajectories, diffs and audits",
@@ -19,20 +21,8 @@ def run(args) -> int:
 
     data = LedgerData.open(args.db)
     try:
-        run_id = find_run(data, args.run) if args.run else None
+        run_id = find_run(data.ledger, args.run) if args.run else None
         EditLedgerApp(data, run_id, poll_interval=args.poll).run()
     finally:
         data.close()
     return 0
-
-
-def find_run(data, ref: str) -> int:
-    """A run id or name -> run id (InputError naming the known runs otherwise)."""
-    from ledger.errors import InputError
-
-    runs = data.ledger.runs()
-    for r in runs:
-        if ref == str(r.id) or ref == (r.name or ""):
-            return r.id
-    known = ", ".join(f"{r.id} ({r.name})" for r in runs[:10]) or "none"
-    raise InputError(f"no run {ref!r} in this ledger (runs: {known}); `editledger tui` lists them all")
