@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ledger import Ledger
-from ledger.errors import InputError, IntegrityError
+from ledger.errors import InputError
 from ledger.records import DeltaInput
 from simulator.checkout import ChainLink, Workspace
 from simulator.deltas import TensorDelta
@@ -146,11 +146,3 @@ def _jsonable(obj):
         return obj
     except TypeError:
         return json.loads(json.dumps(obj, default=str))
-
-
-def ensure_same_weights(session: Session, version_id: int) -> None:
-    """Assert that the live weights are those of ``version_id`` (used after replays)."""
-    v = session.ledger.version(version_id)
-    got = session.workspace.fingerprints((v.tensor_fingerprints or {}).keys())
-    if got != dict(v.tensor_fingerprints or {}):
-        raise IntegrityError(f"live weights differ from version {version_id}")
