@@ -308,17 +308,11 @@ class Ledger:
 
         # 2. one transaction
         with self._write() as s:
-            run = self._get(s, RunRow, run_id, "run")
-            parent = self._get(s, VersionRow, parent_version_id, "version")
-            assert parent.base_model_id == run.base_model_id, (
-                f"parent version {parent_version_id} belongs to another base model than run {run_id}")
             now = utcnow()
-            v = VersionRow(base_model_id=run.base_model_id, run_id=run_id, parent_id=parent_version_id,
-                           step=step, kind=kind, tensor_fingerprints=dict(tensor_fingerprints),
-                           n_requests=len(requests), diagnostics=diagnostics, stats_used=list(stats_used),
-                           wall_time_s=float(wall_time_s), note=note, created_at=now)
-            s.add(v)
-            s.flush()
+            run, v = self._new_version(s, run_id, parent_version_id, now, step=step, kind=kind,
+                                       tensor_fingerprints=dict(tensor_fingerprints), n_requests=len(requests),
+                                       diagnostics=diagnostics, stats_used=list(stats_used),
+                                       wall_time_s=float(wall_time_s), note=note)
             for i, r in enumerate(requests):
                 s.add(EditRequestRow(version_id=v.id, position=i, subject=r["subject"], prompt=r["prompt"],
                                      target_new=r["target_new"], target_old=r.get("target_old"),
@@ -361,21 +355,28 @@ class Ledger:
                      against=p.against, value=float(p.value), count=int(p.count), detail=p.detail,
                      created_at=now) for p in probes])
 
+    def _new_version(self, s: Session, run_id: int, parent_version_id: int, now: datetime,
+                     **fields) -> tuple[RunRow, VersionRow]:
+        """Insert a version of ``run_id`` under ``parent_version_id`` (same base model) and flush it."""
+        run = self._get(s, RunRow, run_id, "run")
+        parent = self._get(s, VersionRow, parent_version_id, "version")
+        assert parent.base_model_id == run.base_model_id, (
+            f"parent version {parent_version_id} belongs to another base model than run {run_id}")
+        v = VersionRow(base_model_id=run.base_model_id, run_id=run_id, parent_id=parent_version_id,
+                       created_at=now, **fields)
+        s.add(v)
+        s.flush()
+        return run, v
+
     def add_marker(self, run_id: int, *, kind: str, parent_version_id: int, step: int,
                    tensor_fingerprints: dict[str, str], note: str) -> VersionRow:
         """A reset or branch marker (no deltas): a version whose weights equal its parent's; moves head."""
         assert kind in ("reset", "branch"), f"markers are 'reset' or 'branch', not {kind!r}"
         with self._write() as s:
-            run = self._get(s, RunRow, run_id, "run")
-            parent = self._get(s, VersionRow, parent_version_id, "version")
-            assert parent.base_model_id == run.base_model_id, (
-                f"version {parent_version_id} belongs to another base model than run {run_id}")
             now = utcnow()
-            v = VersionRow(base_model_id=run.base_model_id, run_id=run_id, parent_id=parent_version_id,
-                           step=step, kind=kind, tensor_fingerprints=dict(tensor_fingerprints), n_requests=0,
-                           diagnostics={}, stats_used=[], wall_time_s=0.0, note=note, created_at=now)
-            s.add(v)
-            s.flush()
+            run, v = self._new_version(s, run_id, parent_version_id, now, step=step, kind=kind,
+                                       tensor_fingerprints=dict(tensor_fingerprints), n_requests=0,
+                                       diagnostics={}, stats_used=[], wall_time_s=0.0, note=note)
             run.head_version_id = v.id
             run.updated_at = now
         return v

@@ -91,6 +91,27 @@ def _canonical_header(data: bytes) -> bytes:
     return struct.pack("<Q", len(text)) + text + data[8 + n:]
 
 
+def atomic_write(path: Path, data: bytes, *, prefix: str = ".tmp-", suffix: str = "") -> None:
+    """Write ``data`` to ``path`` so that ``path`` holds either nothing new or all of it: a temp file in
+    the same directory, fsync, rename, fsync of the directory. The temp file never outlives a failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
 class ArtifactStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
@@ -122,22 +143,7 @@ class ArtifactStore:
         final = self.path_for(digest)
         if final.is_file() and final.stat().st_size == len(data):
             return digest   # content-addressed: already there (a corrupt copy is caught on read/fsck)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=SUFFIX, dir=final.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            # never leave the temp file behind, nor anything under the final name
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        _fsync_dir(final.parent)
+        atomic_write(final, data, prefix=TMP_PREFIX, suffix=SUFFIX)
         return digest
 
     def write(self, tensors: dict[str, "torch.Tensor"], metadata: dict[str, Any] | None = None) -> tuple[str, int]:

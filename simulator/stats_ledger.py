@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from ledger.artifacts import ArtifactStore
+from ledger.artifacts import ArtifactStore, atomic_write
 from ledger.errors import UserError
 from simulator.stats import Corpus, StatsKey, StatsProvider
 
@@ -52,11 +52,7 @@ class LedgerStatsCache:
         if self.machine is not None:
             try:
                 mdigest, _ = self.machine.write({"C": tensor.contiguous()}, metadata=self._kw(key))
-                idx = self._index(key)
-                idx.parent.mkdir(parents=True, exist_ok=True)
-                tmp = idx.with_suffix(".tmp")
-                tmp.write_text(mdigest)
-                os.replace(tmp, idx)
+                atomic_write(self._index(key), mdigest.encode())
             except OSError:
                 pass                 # the machine copy is an optimisation; the ledger has the record
         return digest

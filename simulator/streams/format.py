@@ -15,11 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ledger.artifacts import atomic_write
 from ledger.errors import InputError
 from simulator.requests import PROBE_SUITES, STREAM_KINDS, EditRequest, ProbeItem, Step
 
@@ -81,17 +81,7 @@ def save_stream(stream: Stream, path: str | os.PathLike) -> None:
     lines = [json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False)]
     lines += [canonical_line(s) for s in stream.steps]
     data = ("\n".join(lines) + "\n").encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data, prefix=f".{path.name}.")
 
 
 # ----------------------------------------------------------------------------- validation
