@@ -32,13 +32,13 @@ from ledger.schema import (
     DELTA_KINDS, PROBE_AGAINST, RUN_STATUSES, VERSION_KINDS, ArtifactRow, AuditFindingRow,
     BaseModelRow, DeltaRow, EditRequestRow, ProbeResultRow, RunRow, StatsCacheRow, VersionRow, utcnow,
 )
+from ledger.values import against_rank
 
 if TYPE_CHECKING:
     import torch
 
 REQUEST_KEYS = ("subject", "prompt", "target_new", "target_old", "relation", "case_id")
 EFFICACY = ("rewrite", "efficacy_top1")   # (suite, metric) the timeline shows as "efficacy"
-AGAINST_RANK = {"none": 0, "base": 1, "previous": 2}   # which reference the timeline prefers
 
 
 class RunSummary(NamedTuple):
@@ -482,8 +482,8 @@ class Ledger:
             rank: dict[int, int] = {}
             best: dict[int, float] = {}
             for vid, against, value in c.execute(qe).all():
-                r = AGAINST_RANK.get(against, 3)
-                if r < rank.get(vid, 4):
+                r = against_rank(against)
+                if r < rank.get(vid, r + 1):
                     rank[vid], best[vid] = r, value
             make, get = TimelineRow._make, best.get
             return [make((*r, get(r[0]))) for r in rows]

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from ledger.delta_norms import delta_norm
+
 DELTA_KINDS = ("low_rank", "dense", "sparse", "adapter")
 
 
@@ -55,15 +57,13 @@ class TensorDelta:
         raise ValueError(f"cannot densify a {self.kind} delta without its tensor's shape")
 
     def norm(self) -> float:
-        """Frobenius norm, computed in float64."""
-        if self.kind == "low_rank":
-            u, v = self.factors["u"].double(), self.factors["v"].double()
-            return float(torch.sqrt(torch.clamp(((u.T @ u) * (v.T @ v)).sum(), min=0.0)))
-        if self.kind == "dense":
-            return float(self.factors["delta"].double().norm())
-        if self.kind == "sparse":
-            return float(self.factors["values"].double().norm())
-        return float(sum(t.double().norm() ** 2 for t in self.factors.values()) ** 0.5)
+        """Frobenius norm, computed in float64 (``ledger.delta_norms``, shared with the TUI)."""
+        return delta_norm(self.kind, {k: _numpy64(t) for k, t in self.factors.items()})
+
+
+def _numpy64(t: torch.Tensor):
+    t = t.detach().cpu()
+    return (t.double() if t.is_floating_point() else t).numpy()
 
 
 @dataclass

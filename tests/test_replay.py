@@ -8,7 +8,7 @@ import torch
 from ledger import Ledger
 from simulator.replay import ReplayOptions, Replayer
 from simulator.requests import STREAM_KINDS
-from simulator.rollback import reset, revert, version_at
+from ledger.history import reset, revert, version_at
 from simulator.session import Session, delta_from_row
 
 FAST = dict(stats_tokens=256, keyframe_every=3, progress=False, general="none")

@@ -9,7 +9,11 @@ import shlex
 from collections import Counter
 from typing import Any, Iterable, Sequence
 
+from safetensors.numpy import load as load_numpy
+
+from ledger import history
 from ledger.api import Ledger
+from ledger.delta_norms import sum_norm
 from ledger.engine import sqlite_path
 from ledger.errors import InputError
 from tui.viewmodels import (
@@ -345,9 +349,8 @@ class LedgerData:
 
     # ----- actions (the only writes) ----------------------------------------------------------
     def reset(self, run_id: int, version_id: int) -> int:
-        """Reset the run's head to ``version_id`` through ``simulator.rollback.reset`` (what
+        """Reset the run's head to ``version_id`` through ``ledger.history.reset`` (what
         `editledger reset RUN --to STEP` does; steps are unique within a run, step 0 = its start)."""
-        from simulator import rollback
         v = self.ledger.version(version_id)
         run = self.ledger.run(run_id)
         if version_id == run.start_version_id:
@@ -357,11 +360,10 @@ class LedgerData:
                              f"to one of its own versions (or its start, step 0)")
         else:
             step = v.step
-        return rollback.reset(self.ledger, run_id, step).id
+        return history.reset(self.ledger, run_id, step).id
 
     def revert(self, run_id: int, step: int) -> int:
-        from simulator import rollback
-        return rollback.revert(self.ledger, run_id, step).id
+        return history.revert(self.ledger, run_id, step).id
 
     # ----- diff -------------------------------------------------------------------------------
     def diff(self, a: int, b: int) -> DiffView:
@@ -408,35 +410,13 @@ class LedgerData:
 
     def _diff_norm(self, ra, rb) -> float | None:
         """||Σ B-only deltas − Σ A-only deltas||_F in float64 from the stored factors (numpy)."""
-        import numpy as np
-        from safetensors.numpy import load
-
         shape = (ra or rb)[0][2].shape
-        us, vs, dense = [], [], None
         try:
-            for sign, rows in ((-1.0, ra), (1.0, rb)):
-                for digest, _, d in rows:
-                    t = load(self.ledger.store.read_bytes(digest))
-                    if d.kind == "low_rank" and len(shape) == 2:
-                        us.append(sign * t["u"].astype(np.float64))
-                        vs.append(t["v"].astype(np.float64))
-                    elif d.kind == "dense":
-                        dense = (0 if dense is None else dense) + sign * t["delta"].astype(np.float64)
-                    elif d.kind == "sparse":
-                        flat = np.zeros(int(np.prod(shape)), dtype=np.float64)
-                        np.add.at(flat, t["indices"].astype(np.int64).ravel(), t["values"].astype(np.float64).ravel())
-                        dense = (0 if dense is None else dense) + sign * flat.reshape(shape)
-                    else:
-                        return None   # adapter state has no weight-space norm
+            parts = [(sign, d.kind, load_numpy(self.ledger.store.read_bytes(digest)))
+                     for sign, rows in ((-1.0, ra), (1.0, rb)) for digest, _, d in rows]
         except (TypeError, KeyError, ValueError):
             return None               # e.g. bfloat16 factors, which numpy cannot hold
-        if dense is None:
-            u, v = np.concatenate(us, axis=1), np.concatenate(vs, axis=1)
-            # ||U Vᵀ||² = Σ (UᵀU ∘ VᵀV): never forms the full matrix
-            return float(np.sqrt(max(0.0, float(((u.T @ u) * (v.T @ v)).sum()))))
-        for u, v in zip(us, vs):
-            dense = dense + u @ v.T
-        return float(np.linalg.norm(dense))
+        return sum_norm(parts, shape)
 
     # ----- audit ------------------------------------------------------------------------------
     def findings(self, run_id: int) -> list[FindingItem]:

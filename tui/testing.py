@@ -1,6 +1,6 @@
 """Build small, deterministic ledgers for the TUI's tests, snapshots, screenshots and benchmark.
 
-Everything goes through the Ledger API (and ``simulator.rollback`` for the reset and the revert),
+Everything goes through the Ledger API (and ``ledger.history`` for the reset and the revert),
 with a fixed clock so that rendered timestamps never change between runs. Probe values are a
 seeded, plausible shape (efficacy high, neighbourhood score and perplexity slowly degrading, one
 step that hurts) — they stand in for measurements only in these fixtures, never in a real run.
@@ -12,6 +12,8 @@ import contextlib
 import random
 from datetime import datetime, timedelta
 from typing import Iterator
+
+from ledger import history
 
 FIXED_START = datetime(2026, 1, 5, 9, 0, 0)
 
@@ -119,10 +121,9 @@ def build_sample_ledger(db: str, *, steps: int = 12, runs: int = 2, seed: int = 
                      "evidence": {"ns_before": 0.84, "ns_after": 0.69}}])
             led.set_run_status(run.id, "done" if k != 1 else "interrupted")
         if with_history and runs:
-            from simulator import rollback
             rid = out["runs"][0]["id"]
-            out["revert"] = rollback.revert(led, rid, 3).id
-            out["reset"] = rollback.reset(led, rid, 2).id
+            out["revert"] = history.revert(led, rid, 3).id
+            out["reset"] = history.reset(led, rid, 2).id
     return out
 
 

@@ -18,7 +18,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from simulator.rollback import version_at
+    from ledger.history import version_at
     from simulator.session import Session
     with open_ledger(args, create=False) as led:
         run_id, step = parse_run_at(led, args.ref)

@@ -32,7 +32,7 @@ def register(sub) -> None:
 
 
 def reset(args) -> int:
-    from simulator.rollback import reset as do_reset
+    from ledger.history import reset as do_reset
     with open_ledger(args, create=False) as led:
         run_id = find_run(led, args.run)
         v = do_reset(led, run_id, args.to)
@@ -41,7 +41,7 @@ def reset(args) -> int:
 
 
 def revert(args) -> int:
-    from simulator.rollback import revert as do_revert
+    from ledger.history import revert as do_revert
     with open_ledger(args, create=False) as led:
         run_id = find_run(led, args.run)
         v = do_revert(led, run_id, args.step)
@@ -52,7 +52,7 @@ def revert(args) -> int:
 
 def branch(args) -> int:
     from simulator.replay import ReplayOptions, Replayer
-    from simulator.rollback import version_at
+    from ledger.history import version_at
     from simulator.session import Session
     from simulator.streams import load_stream
     stream = load_stream(args.stream)

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from ledger.records import ProbeRecord
 from simulator.requests import ProbeItem, Step
+from simulator.runtime import as_view
 
 from . import metrics as M
 from .general import (GeneralSets, SENTIMENT_CHOICES, piqa_prompt, qa_prompt, reasoning_prompt,
@@ -90,16 +91,17 @@ def _group_of(steps: list[Step], idx: int) -> str:
 
 
 class ProbeRunner:
-    def __init__(self, model, tokenizer, spec, config: ProbeConfig | None = None, *,
+    def __init__(self, model, tokenizer=None, spec=None, config: ProbeConfig | None = None, *,
                  general: GeneralSets | None = None, batch_size: int = 16, progress: bool = True,
                  scorer=None):
-        """``scorer``: anything with Scorer's methods (tests pass a stub with known probabilities)."""
+        """``model``: a ``simulator.runtime.ModelView`` (what a session gives: the method's runtime
+        included) or a plain model with its tokenizer and spec. ``scorer``: anything with Scorer's
+        methods (tests pass a stub with known probabilities)."""
         self.config = config or ProbeConfig()
         self.general = general
         if scorer is None:
             from .scoring import Scorer  # torch lives there; keep this module importable cheaply
-            prefix = getattr(spec, "prompt_prefix", "") or ""
-            scorer = Scorer(model, tokenizer, prefix=prefix, batch_size=batch_size, progress=progress)
+            scorer = Scorer(as_view(model, tokenizer, spec), batch_size=batch_size, progress=progress)
         self.scorer = scorer
 
     # ------------------------------------------------------------------------- which keys

@@ -7,6 +7,11 @@ position for a next-token distribution). Multi-token targets are teacher-forced 
 ``score_one_by_one`` is the plain reference (one full ``model(...)`` call per pair, full logits) that
 the tests and ``benchmarks/bench_scoring.py`` compare against.
 
+The scorer sees the model through a ``simulator.runtime.ModelView``: every forward pass runs inside
+``view.active()`` (a method's hooks) and every prompt is read after ``view.context(prompt)`` (a
+method's text context), so a parameter-preserving method is scored exactly like a weight edit.
+Perplexity windows are raw text: they get the hooks, not a context.
+
 The metric arithmetic lives in ``metrics.py`` and never sees the model.
 """
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import Sequence
 
 import torch
 from tqdm import tqdm
+
+from simulator.runtime import ModelView, as_view
 
 
 @dataclass
@@ -66,17 +73,18 @@ def _model_device(model) -> torch.device:
 
 
 class Scorer:
-    """Scores (prompt, target) pairs with one model and tokenizer.
+    """Scores (prompt, target) pairs with one model view (or a plain model and its tokenizer).
 
     ``prefix`` is prepended to every prompt (the model spec's ``prompt_prefix``, e.g. a BOS string
-    for models whose tokenizer does not add one)."""
+    for models whose tokenizer does not add one); by default the view's."""
 
-    def __init__(self, model, tokenizer, *, prefix: str = "", batch_size: int = 16,
-                 progress: bool = False):
+    def __init__(self, model: "ModelView | torch.nn.Module", tokenizer=None, *, prefix: str | None = None,
+                 batch_size: int = 16, progress: bool = False):
         assert batch_size >= 1, f"batch_size must be >= 1, got {batch_size}"
-        self.model = model
-        self.tokenizer = tokenizer
-        self.prefix = prefix or ""
+        self.view = as_view(model, tokenizer)
+        self.model = self.view.model
+        self.tokenizer = self.view.tokenizer
+        self.prefix = (self.view.prompt_prefix if prefix is None else prefix) or ""
         self.batch_size = batch_size
         self.progress = progress
         self._cache: dict[str, list[int]] = {}
@@ -100,8 +108,9 @@ class Scorer:
 
         When the tokenizer merges across the boundary, the context is the longest common prefix of
         the two tokenisations and the target is the rest."""
-        p = self.tokens(prompt)
-        full = self.tokens(prompt + target)
+        ctx = self.view.context(prompt)
+        p = self.tokens(ctx + prompt)
+        full = self.tokens(ctx + prompt + target)
         k = 0
         for a, b in zip(p, full):
             if a != b:
@@ -129,6 +138,10 @@ class Scorer:
             dists = [None] * len(pairs)
         assert len(dists) == len(pairs), "dists must be parallel to pairs"
         enc = [self.encode(p, t) for p, t in pairs]
+        with self.view.active():
+            return self._score(enc, dists, desc)
+
+    def _score(self, enc, dists, desc) -> list[TargetScore]:
         # Each pair needs the sequence prompt + target[:-1] (the last target token is predicted, never
         # read). Rows are shared: a pair whose sequence is a prefix of another row's reads from that
         # row (causal attention), so P(new) and P(old) after one prompt cost one row, not two.
@@ -188,7 +201,8 @@ class Scorer:
         for p, t in pairs:
             c, tt = self.encode(p, t)
             ids = torch.tensor([c + tt], device=dev)
-            logits = self.model(input_ids=ids).logits[0].float()
+            with self.view.active():
+                logits = self.model(input_ids=ids).logits[0].float()
             logp = torch.log_softmax(logits[len(c) - 1:len(c) - 1 + len(tt)], dim=-1)
             res.append(TargetScore(
                 token_ids=list(tt),
@@ -209,20 +223,26 @@ class Scorer:
         nll, n = 0.0, 0
         batches = [chunks[i:i + self.batch_size] for i in range(0, len(chunks), self.batch_size)]
         for batch in tqdm(batches, desc=desc, leave=False, disable=not self.progress or len(batches) < 3):
-            width = max(len(c) for c in batch)
-            x = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for r, c in enumerate(batch):
-                x[r, :len(c)] = torch.tensor(c)
-                mask[r, :len(c)] = 1
-            hidden = base(input_ids=x.to(dev), attention_mask=mask.to(dev)).last_hidden_state
-            sel = mask[:, 1:].bool()
-            h = hidden[:, :-1][sel.to(dev)]
-            tgt = x[:, 1:][sel].to(dev)
-            logp = torch.log_softmax(self._head(h), dim=-1)
-            nll -= float(logp.gather(1, tgt[:, None]).double().sum())
-            n += int(tgt.numel())
+            with self.view.active():
+                nll_b, n_b = self._window_nll(batch, dev, base)
+            nll += nll_b
+            n += n_b
         return nll, n
+
+    def _window_nll(self, batch, dev, base) -> tuple[float, int]:
+        """NLL (nats) and predicted-token count of one batch of windows."""
+        width = max(len(c) for c in batch)
+        x = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, c in enumerate(batch):
+            x[r, :len(c)] = torch.tensor(c)
+            mask[r, :len(c)] = 1
+        hidden = base(input_ids=x.to(dev), attention_mask=mask.to(dev)).last_hidden_state
+        sel = mask[:, 1:].bool()
+        h = hidden[:, :-1][sel.to(dev)]
+        tgt = x[:, 1:][sel].to(dev)
+        logp = torch.log_softmax(self._head(h), dim=-1)
+        return -float(logp.gather(1, tgt[:, None]).double().sum()), int(tgt.numel())
 
     # ---------------------------------------------------------------- greedy generation
     @torch.no_grad()
@@ -231,19 +251,21 @@ class Scorer:
         """Greedy continuations (left-padded batches through ``model.generate``); cut at ``stop``."""
         dev = _model_device(self.model)
         outs: list[str] = [""] * len(prompts)
-        order = sorted(range(len(prompts)), key=lambda i: len(self.tokens(prompts[i])))
+        ids_of = [self.tokens(self.view.context(p) + p) for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: len(ids_of[i]))
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         for batch in tqdm(batches, desc=desc, leave=False, disable=not self.progress or len(batches) < 2):
-            seqs = [self.tokens(prompts[i]) for i in batch]
+            seqs = [ids_of[i] for i in batch]
             width = max(len(s) for s in seqs)
             ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
             for r, s in enumerate(seqs):          # left padding for generation
                 ids[r, width - len(s):] = torch.tensor(s)
                 mask[r, width - len(s):] = 1
-            gen = self.model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev),
-                                      max_new_tokens=max_new_tokens, do_sample=False,
-                                      pad_token_id=self.pad_id)
+            with self.view.active():
+                gen = self.model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev),
+                                          max_new_tokens=max_new_tokens, do_sample=False,
+                                          pad_token_id=self.pad_id)
             for r, i in enumerate(batch):
                 text = self.tokenizer.decode(gen[r, width:].tolist(), skip_special_tokens=True)
                 if stop and stop in text:

@@ -1,13 +1,15 @@
-"""Reset, revert and branch as ledger operations: pointer moves and new versions. Nothing here
-needs the model or torch (the TUI calls these); materialising the weights of the resulting
-versions is the session's job when somebody asks for them.
+"""History operations that need no model: reset, revert and the version of a step. They are
+pointer moves and new versions in the ledger (the TUI and the CLI call them without torch);
+materialising the weights and method state of the resulting versions is the simulator session's
+job when somebody asks for them.
 
 * reset RUN --to S   a "reset" marker version whose parent is the version of step S; the head moves
                      to it. Later versions stay in the history.
 * revert RUN S       a "revert" version whose parent is the version before step S and which carries
                      the deltas of every later step in the head's lineage, in order (the same
-                     artifacts, not copies): the weights without step S's delta.
-* branch RUN@S       a new run whose first version is a "branch" marker on the version of step S.
+                     artifacts, not copies): the weights and method state without step S's.
+* branch RUN@S       a new run whose first version is a "branch" marker on the version of step S
+                     (it replays new steps, so it lives in the simulator's replay).
 
 A revert's tensor fingerprints cannot be known without the model, so it is recorded unsealed
 (empty fingerprints); the first checkout computes and seals them, and every later checkout
