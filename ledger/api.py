@@ -245,8 +245,9 @@ class Ledger:
         start = parent_version_id if parent_version_id is not None else self.base_version(base_model_id).id
         with self._write() as s:
             v = self._get(s, VersionRow, start, "version")
-            assert v.base_model_id == base_model_id, (
-                f"version {start} belongs to base model {v.base_model_id}, not {base_model_id}")
+            if v.base_model_id != base_model_id:
+                raise InputError(f"version {start} belongs to base model {v.base_model_id}, not {base_model_id}; "
+                                 "a branch starts from a version of the same base model")
             now = utcnow()
             run = RunRow(name=name, base_model_id=base_model_id, method=method, hparams=hparams,
                          stream_name=stream_name, stream_digest=stream_digest, stream_kind=stream_kind,
@@ -276,18 +277,18 @@ class Ledger:
                     base_fingerprint: str = "") -> VersionRow:
         """Record one step: artifacts first, then one transaction (version, requests, deltas,
         keyframe rows, probes, run head and step count). Returns the new version."""
-        assert kind in ("edit", "revert"), (
-            f"record_step records edit and revert versions, not {kind!r} (markers go through add_marker)")
+        if kind not in ("edit", "revert"):
+            raise InputError(f"record_step records edit and revert versions, not {kind!r} (markers go through add_marker)")
         _jsonable(diagnostics, "step diagnostics")
-        probes = list(probes)
-        for p in probes:
-            assert p.against in PROBE_AGAINST, f"probe {p.suite}/{p.metric}: against={p.against!r} not in {PROBE_AGAINST}"
-            _jsonable(p.detail, f"probe {p.suite}/{p.metric} detail")
+        probes = self._checked_probes(probes)
         for d in deltas:
-            assert d.kind in DELTA_KINDS and d.kind != "keyframe", f"delta for {d.tensor}: unknown kind {d.kind!r}"
+            if d.kind not in DELTA_KINDS or d.kind == "keyframe":
+                raise InputError(f"delta for {d.tensor}: unknown kind {d.kind!r}; use one of "
+                                 f"{', '.join(k for k in DELTA_KINDS if k != 'keyframe')}")
         for r in requests:
             missing = [k for k in ("subject", "prompt", "target_new") if k not in r]
-            assert not missing, f"edit request {r!r} lacks {missing} (pass EditRequest.to_dict())"
+            if missing:
+                raise InputError(f"edit request {r!r} lacks {missing} (pass EditRequest.to_dict())")
 
         # 1. artifacts, each written atomically before any row can reference it
         written: list[tuple[str, int | None]] = []
@@ -295,9 +296,10 @@ class Ledger:
             if d.artifact is not None:      # reuse (a revert re-applies stored deltas): checked in the transaction
                 written.append((d.artifact, None))
                 continue
-            written.append(self._write_artifact(d.tensors, "delta", {
+            state = d.kind == "state"
+            written.append(self._write_artifact(d.tensors, "state" if state else "delta", {
                 "run": run_id, "step": step, "tensor": d.tensor, "kind": d.kind,
-                "base_fingerprint": base_fingerprint}))
+                "base_fingerprint": base_fingerprint, "state": d.payload if state else None}))
         kf_written: list[tuple[str, str, list[int], float, int, int]] = []
         for tname, t in (keyframe or {}).items():
             digest, size = self._write_artifact({tname: t}, "keyframe", {
@@ -330,8 +332,8 @@ class Ledger:
                                              "must name an artifact another version already uses")
                     nbytes = used
                 else:
-                    self._ensure_artifact_row(s, digest, "delta", size)
-                    nbytes = sum(t.numel() * t.element_size() for t in d.tensors.values())
+                    self._ensure_artifact_row(s, digest, "state" if d.kind == "state" else "delta", size)
+                    nbytes = sum(t.numel() * t.element_size() for t in d.tensors.values()) + len(d.payload or "")
                 s.add(DeltaRow(version_id=v.id, position=pos, tensor=d.tensor, kind=d.kind,
                                artifact_digest=digest, shape=[int(x) for x in d.shape], rank=d.rank,
                                norm=float(d.norm), nbytes=int(nbytes), meta=_jsonable(dict(d.meta), "delta meta")))
@@ -348,6 +350,15 @@ class Ledger:
         return v
 
     @staticmethod
+    def _checked_probes(probes: Iterable[ProbeRecord]) -> list[ProbeRecord]:
+        probes = list(probes)
+        for p in probes:
+            if p.against not in PROBE_AGAINST:
+                raise InputError(f"probe {p.suite}/{p.metric}: against={p.against!r}; use one of {', '.join(PROBE_AGAINST)}")
+            _jsonable(p.detail, f"probe {p.suite}/{p.metric} detail")
+        return probes
+
+    @staticmethod
     def _add_probes(s: Session, v: VersionRow, probes: list[ProbeRecord], now: datetime) -> None:
         if probes:
             s.execute(sa.insert(ProbeResultRow.__table__), [
@@ -360,8 +371,9 @@ class Ledger:
         """Insert a version of ``run_id`` under ``parent_version_id`` (same base model) and flush it."""
         run = self._get(s, RunRow, run_id, "run")
         parent = self._get(s, VersionRow, parent_version_id, "version")
-        assert parent.base_model_id == run.base_model_id, (
-            f"parent version {parent_version_id} belongs to another base model than run {run_id}")
+        if parent.base_model_id != run.base_model_id:
+            raise InputError(f"version {parent_version_id} belongs to another base model than run {run_id}; "
+                             "a run's versions stay on its own base model")
         v = VersionRow(base_model_id=run.base_model_id, run_id=run_id, parent_id=parent_version_id,
                        created_at=now, **fields)
         s.add(v)
@@ -371,7 +383,8 @@ class Ledger:
     def add_marker(self, run_id: int, *, kind: str, parent_version_id: int, step: int,
                    tensor_fingerprints: dict[str, str], note: str) -> VersionRow:
         """A reset or branch marker (no deltas): a version whose weights equal its parent's; moves head."""
-        assert kind in ("reset", "branch"), f"markers are 'reset' or 'branch', not {kind!r}"
+        if kind not in ("reset", "branch"):
+            raise InputError(f"markers are 'reset' or 'branch', not {kind!r}")
         with self._write() as s:
             now = utcnow()
             run, v = self._new_version(s, run_id, parent_version_id, now, step=step, kind=kind,
@@ -401,10 +414,7 @@ class Ledger:
             run.updated_at = utcnow()
 
     def record_probes(self, version_id: int, probes: Iterable[ProbeRecord]) -> None:
-        probes = list(probes)
-        for p in probes:
-            assert p.against in PROBE_AGAINST, f"probe {p.suite}/{p.metric}: against={p.against!r} not in {PROBE_AGAINST}"
-            _jsonable(p.detail, f"probe {p.suite}/{p.metric} detail")
+        probes = self._checked_probes(probes)
         with self._write() as s:
             v = self._get(s, VersionRow, version_id, "version")
             self._add_probes(s, v, probes, utcnow())
@@ -511,8 +521,12 @@ class Ledger:
 
     def read_artifact(self, digest: str) -> dict[str, "torch.Tensor"]:
         """The tensors of an artifact, verified against its digest."""
+        return self.read_artifact_with_header(digest)[0]
+
+    def read_artifact_with_header(self, digest: str) -> tuple[dict[str, "torch.Tensor"], dict[str, str]]:
+        """The tensors and header metadata of an artifact, verified against its digest (one read)."""
         try:
-            return self.store.read(digest)
+            return self.store.read_with_header(digest)
         except (ArtifactCorrupt, ArtifactMissing) as e:
             users = self.versions_using(digest)
             with self.engine.connect() as c:
@@ -611,7 +625,8 @@ class Ledger:
             now = utcnow()
             for f in findings:
                 missing = [k for k in ("metric", "score", "summary") if k not in f]
-                assert not missing, f"audit finding {f!r} lacks {missing}"
+                if missing:
+                    raise InputError(f"audit finding {f!r} lacks {missing}")
                 s.add(AuditFindingRow(run_id=run_id, version_id=f.get("version_id"), metric=f["metric"],
                                       score=float(f["score"]), evidence=_jsonable(f.get("evidence", {}), "evidence"),
                                       summary=f["summary"], created_at=now))

@@ -59,10 +59,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 def serialize(tensors: dict[str, "torch.Tensor"], metadata: dict[str, Any] | None = None) -> bytes:
-    """safetensors bytes for ``tensors`` (made contiguous, on CPU) with string header metadata."""
+    """safetensors bytes for ``tensors`` (made contiguous, on CPU) with string header metadata.
+    No tensors is allowed: a header-only file holds a method state's JSON part."""
     from safetensors.torch import save
 
-    assert tensors, "an artifact needs at least one tensor"
     flat = {}
     seen: set[int] = set()
     for name, t in tensors.items():
@@ -110,6 +110,11 @@ def atomic_write(path: Path, data: bytes, *, prefix: str = ".tmp-", suffix: str 
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def _header_metadata(data: bytes) -> dict[str, str]:
+    (n,) = struct.unpack("<Q", data[:8])
+    return dict(json.loads(data[8:8 + n]).get("__metadata__", {}) or {})
 
 
 class ArtifactStore:
@@ -166,19 +171,21 @@ class ArtifactStore:
         return data
 
     def read(self, digest: str) -> dict[str, "torch.Tensor"]:
-        from safetensors.torch import load
+        return self.read_with_header(digest)[0]
+
+    def read_with_header(self, digest: str) -> tuple[dict[str, "torch.Tensor"], dict[str, str]]:
+        """The tensors and the header metadata, from one verified read."""
+        from safetensors.torch import load  # torch: only where tensors are made
 
         data = self.read_bytes(digest)
         try:
-            return load(data)
+            return load(data), _header_metadata(data)
         except Exception as e:  # digest matched, so the writer stored something that is not safetensors
             raise ArtifactCorrupt(digest, f"artifact {digest} is not a valid safetensors file ({e})") from None
 
     def read_metadata(self, digest: str) -> dict[str, str]:
         """The header metadata (verified like a read)."""
-        data = self.read_bytes(digest)
-        (n,) = struct.unpack("<Q", data[:8])
-        return dict(json.loads(data[8:8 + n]).get("__metadata__", {}))
+        return _header_metadata(self.read_bytes(digest))
 
     # ---- listing
     def iter_files(self) -> Iterator[Path]:

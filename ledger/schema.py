@@ -39,10 +39,12 @@ class LedgerTable(SQLModel, registry=registry(metadata=metadata)):
 
 VERSION_KINDS = ("base", "edit", "revert", "reset", "branch")
 RUN_STATUSES = ("running", "done", "failed", "interrupted", "stopped")
-# delta kinds: simulator.deltas.DELTA_KINDS plus "keyframe" (a full copy of a touched tensor)
-DELTA_KINDS = ("low_rank", "dense", "sparse", "adapter", "keyframe")
+# delta kinds: simulator.deltas.DELTA_KINDS, "keyframe" (a full copy of a touched tensor) and "state" (a
+# step's addition to its method's state; its ``tensor`` is the state's name, "@" + method). "adapter" is
+# kept for ledgers written before method state existed (none holds such a row).
+DELTA_KINDS = ("low_rank", "dense", "sparse", "adapter", "keyframe", "state")
 PROBE_AGAINST = ("base", "previous", "none")
-ARTIFACT_KINDS = ("delta", "keyframe", "stats", "other")
+ARTIFACT_KINDS = ("delta", "keyframe", "stats", "other", "state")
 
 
 class MeasuredFloat(sa.TypeDecorator):
@@ -175,7 +177,8 @@ class EditRequestRow(LedgerTable, table=True):
 
 
 class DeltaRow(LedgerTable, table=True):
-    """What one version did to one tensor (or a keyframe: a full copy of a touched tensor)."""
+    """What one version did to one tensor (or a keyframe: a full copy of a touched tensor; or a step's
+    addition to its method's state, kind "state")."""
     __tablename__ = "delta"
     __table_args__ = (
         sa.CheckConstraint(_in("kind", DELTA_KINDS), name="kind"),

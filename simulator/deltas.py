@@ -9,8 +9,10 @@ applied in order by ``apply_delta``. Bit-exactness rests on that function being 
   elementwise. (A rank-r ``u @ v.T`` through BLAS is *not* reproducible across machines.)
 * ``dense``: ``W += delta`` elementwise.
 * ``sparse``: ``W.view(-1)[indices] += values``.
-* ``adapter``: extra parameters for methods that add them (GRACE codebooks, ...); the tensors are
-  stored as they are and the method's own code interprets them. ``apply_delta`` refuses them.
+
+What a stateful method keeps beside the weights (a GRACE codebook, an IKE memory) is not a weight
+delta: each step's addition is a ``StateDelta``, folded into the method's state by the method itself
+(``simulator.editors.base.Editor.fold``).
 
 Factor layout follows the tensor as stored: ``u`` indexes dim 0, ``v`` dim 1 (for a torch
 ``nn.Linear`` weight of shape (out, in), ``u`` is (out, r) and ``v`` is (in, r)).
@@ -18,14 +20,16 @@ Factor layout follows the tensor as stored: ``u`` indexes dim 0, ``v`` dim 1 (fo
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from ledger.artifacts import serialize
 from ledger.delta_norms import delta_norm
 
-DELTA_KINDS = ("low_rank", "dense", "sparse", "adapter")
+DELTA_KINDS = ("low_rank", "dense", "sparse")
 
 
 @dataclass
@@ -66,12 +70,44 @@ def _numpy64(t: torch.Tensor):
     return (t.double() if t.is_floating_point() else t).numpy()
 
 
+STATE_META_KEY = "editledger.state"       # safetensors header key holding a StateDelta's JSON part
+
+
+@dataclass
+class StateDelta:
+    """What one step adds to (or changes in) a method's state: tensors (saved as safetensors) and a
+    JSON part (text memories, ids, the hyper-parameters the runtime needs). Never pickled. How a
+    method folds these into its state is the method's (``simulator.editors.base.Editor.fold``)."""
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        """The canonical safetensors bytes (sorted header): equal content, equal bytes, equal digest."""
+        text = json.dumps(self.data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return serialize(self.tensors, {STATE_META_KEY: text})
+
+    @classmethod
+    def from_artifact(cls, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> "StateDelta":
+        return cls(tensors=dict(tensors), data=json.loads(metadata.get(STATE_META_KEY, "{}")))
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+    def norm(self) -> float:
+        """Root of the summed squares of its tensors (0 for a JSON-only delta), in float64."""
+        return delta_norm("state", {k: _numpy64(t) for k, t in self.tensors.items()})
+
+
 @dataclass
 class EditResult:
     """What an editor returns. Editors never modify the model they are given."""
     deltas: list[TensorDelta]
     diagnostics: dict[str, Any] = field(default_factory=dict)   # JSON-serialisable: losses, norms, ...
     stats_used: list[str] = field(default_factory=list)         # digests of second-moment artifacts used
+    state: StateDelta | None = None                             # a stateful method's addition to its state
 
 
 @torch.no_grad()
@@ -96,7 +132,7 @@ def apply_delta(weight: torch.Tensor, delta: TensorDelta, sign: int = 1) -> None
         flat = weight.view(-1)
         flat[idx] = flat[idx] + (sign * val).to(weight.dtype)
     else:
-        raise ValueError(f"{delta.kind} deltas for {delta.tensor} are interpreted by their method, not applied")
+        raise ValueError(f"unknown delta kind {delta.kind!r} for {delta.tensor}")
 
 
 def tensor_fingerprint(t: torch.Tensor) -> str:

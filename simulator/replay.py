@@ -1,5 +1,9 @@
-"""Replay: run a stream against a model step by step — editor → delta artifact → apply → probes
-→ one committed ledger transaction per step.
+"""Replay: run a stream against a model step by step — editor → session.apply → probes →
+session.commit (one ledger transaction per step).
+
+The replay never touches weights or method state itself: the session owns them. Any method of the
+editor registry runs the same way; the second-moment statistics an editor declares
+(``Editor.stats_layers``) are collected before the first edit.
 
 Determinism: every step seeds torch from (run seed, step number) before the editor runs, so the
 same stream, method, model and seed give the same fingerprints, and a resumed replay ends where an
@@ -16,8 +20,13 @@ import torch
 from tqdm import tqdm
 
 from ledger.errors import InputError
+from ledger.history import reset
+from ledger.values import preferred_value
+from simulator.editors import get_editor, load_hparams
+from simulator.probes import GeneralSets, ProbeConfig, ProbeRunner
 from simulator.requests import Step
-from simulator.session import Session, delta_to_input
+from simulator.session import Session
+from simulator.stats_ledger import ledger_stats_provider
 from simulator.stopping import StopCondition
 
 RESUMABLE = ("running", "interrupted", "failed")
@@ -58,17 +67,21 @@ class Replayer:
     committed step (the demo prints its table from it)."""
 
     def __init__(self, session: Session, options: ReplayOptions, on_step=None):
-        from simulator.editors import get_editor, load_hparams
-        from simulator.probes import ProbeConfig, ProbeRunner
         self.s, self.opt, self.on_step = session, options, on_step
         lm = session.lm
         self.editor = get_editor(options.method)          # unknown method: InputError naming the known ones
         self.hparams = load_hparams(options.method, lm.spec, options.hparams_file, options.hparams)
         cfg = ProbeConfig(every=dict(options.probe_every)) if options.probe_every else ProbeConfig()
-        self.probes = ProbeRunner(lm.model, lm.tokenizer, lm.spec, cfg, general=_general_sets(options.general),
+        # probes see the model through the session's view: the method's runtime included
+        self.probes = ProbeRunner(session.view, config=cfg, general=_general_sets(options.general),
                                   progress=options.progress)
         self.stops = [StopCondition.parse(t) for t in options.stop_when]
-        self.stats = _stats_provider(session, options, int(getattr(self.hparams, "mom2_n_samples", 4096)))
+        self.stats_layers = self.editor.stats_layers(self.hparams)
+        self.stats = None
+        if self.stats_layers:
+            self.stats = ledger_stats_provider(session, options.stats_corpus, options.stats_tokens,
+                                               options.progress,
+                                               default_tokens=int(getattr(self.hparams, "mom2_n_samples", 4096)))
         self.timing = {"edit_s": 0.0, "probe_s": 0.0, "record_s": 0.0, "reference_s": 0.0}
 
     # ---- entry points ------------------------------------------------------------------------
@@ -96,7 +109,7 @@ class Replayer:
             head = led.add_marker(run.id, kind="branch", parent_version_id=start, step=first_step - 1,
                                   tensor_fingerprints=dict(origin.tensor_fingerprints or {}),
                                   note=f"branch from run {origin.run_id} step {origin.step}").id
-            self.s.current_version_id = head
+            self.s.checkout(head)
         return self._replay(run.id, steps, first_step, head, reference, previous=None, index=0)
 
     def resume(self, run_id: int) -> int:
@@ -111,23 +124,20 @@ class Replayer:
         done = led.last_committed_step(run_id)
         index = max(0, done - first + 1)            # steps already committed
         head = run.head_version_id
-        self.s.checkout(head)                       # verified: the weights are the committed ones
+        self._prepare_stats()                       # before the first edit, on the base weights
+        self.s.checkout(head)                       # verified: weights and state are the committed ones
         # the comparison state the last committed step left (stored with it, so nothing is re-measured)
         previous = (led.version(head).diagnostics or {}).get(PROBE_STATE) if index > 0 else None
         led.set_run_status(run_id, "running", note=f"resumed after step {done}")
         return self._replay(run_id, steps, first, head, cfg["reference"], previous, index)
 
     def _prepare_stats(self) -> None:
-        """Collect (or find) the second-moment statistics of the edited layers before the first
-        edit, on the base weights, so that their cost is visible on its own and never mixes with
-        an edit's."""
-        hp = self.hparams
-        if self.opt.method not in ("rome", "memit") or not getattr(hp, "mom2_adjustment", True):
+        """Collect (or find) the second-moment statistics the editor declared, on the base weights,
+        before the first edit, so that their cost is visible on its own and never mixes with an edit's."""
+        if self.stats is None:
             return
         t = time.perf_counter()
-        layers = list(getattr(hp, "layers", None) or [hp.layer])
-        lm = self.s.lm
-        self.stats.prepare(lm.model, lm.tokenizer, lm.spec, layers)
+        self.s.prepare_statistics(self.stats, self.stats_layers)
         self.timing["stats_s"] = self.timing.get("stats_s", 0.0) + time.perf_counter() - t
 
     # ---- the loop ------------------------------------------------------------------------------
@@ -145,8 +155,7 @@ class Replayer:
 
     def _replay(self, run_id: int, steps: list[Step], first_step: int, head: int, reference: dict,
                 previous: dict | None, index: int) -> int:
-        led, ws = self.s.ledger, self.s.workspace
-        fps = dict(led.version(head).tensor_fingerprints or {})
+        led, s = self.s.ledger, self.s
         base_values = _base_values(reference)
         bar = tqdm(total=len(steps), initial=index, desc=f"run {run_id}", unit="edit",
                    disable=not self.opt.progress, leave=True, dynamic_ncols=True)
@@ -157,42 +166,35 @@ class Replayer:
                 bar.set_postfix_str(f"{req.subject}: {(req.target_old or '?').strip()} → {req.target_new.strip()}")
                 seed_step(self.opt.seed, stepno)
                 t0 = time.perf_counter()
-                result = self.editor.edit(self.s.lm.model, self.s.lm.tokenizer, self.s.lm.spec,
-                                          step.requests, self.hparams, stats=self.stats)
-                for d in result.deltas:
-                    ws.apply(d)
-                fps.update(ws.fingerprints({d.tensor for d in result.deltas}))
+                lm = s.lm
+                result = self.editor.edit(lm.model, lm.tokenizer, lm.spec, step.requests, self.hparams,
+                                          stats=self.stats, state=s.state(self.opt.method) if self.editor.state else None)
+                s.apply(self.opt.method, result)
                 t1 = time.perf_counter()
                 records, state = self.probes.measure(step_index=i + 1, steps=steps, reference=reference,
                                                      previous=previous, final=(i == len(steps) - 1))
                 t2 = time.perf_counter()
-                keyframe = None
-                if self.opt.keyframe_every and stepno % self.opt.keyframe_every == 0:
-                    keyframe = self.s.keyframe_of(fps)
                 diag = dict(result.diagnostics)
                 diag["timing_s"] = {"edit": round(t1 - t0, 4), "probes": round(t2 - t1, 4)}
                 diag[PROBE_STATE] = state
-                version = led.record_step(
-                    run_id, step=stepno, parent_version_id=head, kind="edit",
-                    requests=[r.to_dict() for r in step.requests],
-                    deltas=[delta_to_input(d, ws.param(d.tensor).shape) for d in result.deltas],
-                    tensor_fingerprints=dict(fps), diagnostics=diag, wall_time_s=t2 - t0,
-                    probes=records, stats_used=list(result.stats_used), keyframe=keyframe,
-                    group=step.group, role=step.role, base_fingerprint=self.s.lm.fingerprint)
+                version = s.commit(
+                    run_id, step=stepno, parent_version_id=head, requests=[r.to_dict() for r in step.requests],
+                    diagnostics=diag, wall_time_s=t2 - t0, probes=records,
+                    keyframe=bool(self.opt.keyframe_every) and stepno % self.opt.keyframe_every == 0,
+                    group=step.group, role=step.role)
                 t3 = time.perf_counter()
                 self.timing["edit_s"] += t1 - t0
                 self.timing["probe_s"] += t2 - t1
                 self.timing["record_s"] += t3 - t2
                 head, previous = version.id, state
-                self.s.current_version_id = head
-                eff = _value(records, "rewrite", "efficacy_top1")
+                eff = preferred_value(records, "rewrite", "efficacy_top1")
                 bar.set_postfix_str(f"{req.subject} → {req.target_new.strip()}  efficacy "
                                     f"{'?' if eff is None else f'{eff:.2f}'}")
                 bar.update(1)
                 if self.on_step:
                     self.on_step(stepno, step, records, version)
                 hit = next((c for c in self.stops
-                            if c.triggered(_value(records, c.suite, c.metric),
+                            if c.triggered(preferred_value(records, c.suite, c.metric),
                                            base_values.get((c.suite, c.metric)))), None)
                 if hit:
                     self._stop(run_id, hit, version, stepno, records, base_values)
@@ -210,9 +212,8 @@ class Replayer:
 
     def _stop(self, run_id, cond: StopCondition, version, stepno, records, base_values) -> None:
         """Record the condition, roll the head back to the last good version, stop the run."""
-        from ledger.history import reset
         led = self.s.ledger
-        value = _value(records, cond.suite, cond.metric)
+        value = preferred_value(records, cond.suite, cond.metric)
         limit = cond.limit(base_values.get((cond.suite, cond.metric)))
         good = version.parent_id
         good_step = led.version(good).step
@@ -221,13 +222,6 @@ class Replayer:
                    f"{value:.4g}, limit {limit:.4g}); rolled back to step {good_step}")
         self.s.checkout(led.run(run_id).head_version_id)
         led.set_run_status(run_id, "stopped", note=f"{cond.text} at step {stepno}; head reset to step {good_step}")
-
-
-def _value(records, suite: str, metric: str) -> float | None:
-    for r in records:
-        if r.suite == suite and r.metric == metric and r.against in ("none", "base"):
-            return float(r.value)
-    return None
 
 
 def _base_values(reference: dict) -> dict[tuple[str, str], float]:
@@ -241,7 +235,6 @@ def _base_values(reference: dict) -> dict[tuple[str, str], float]:
 
 
 def _general_sets(name: str):
-    from simulator.probes import GeneralSets
     if name == "none":
         return None
     if name == "builtin":
@@ -256,11 +249,3 @@ def _as_dict(hparams) -> dict:
     if hasattr(hparams, "__dataclass_fields__"):
         return asdict(hparams)
     return dict(hparams)
-
-
-def _stats_provider(session: Session, options: ReplayOptions, default_tokens: int):
-    """Second-moment statistics backed by the ledger (content-addressed, keyed by model fingerprint,
-    layer, corpus digest and sample count)."""
-    from simulator.stats_ledger import ledger_stats_provider
-    return ledger_stats_provider(session, options.stats_corpus, options.stats_tokens, options.progress,
-                                 default_tokens=default_tokens)

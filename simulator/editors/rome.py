@@ -10,14 +10,36 @@ Requests are applied one after another, each seeing the ones before (through hoo
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import torch
+from tqdm import tqdm
 
 from simulator.deltas import EditResult, TensorDelta
+from simulator.editors.base import Editor, register_editor
 from simulator.editors.common import (build_rows, factors_to_storage, module_bias_out, pad_id_of, pending_deltas,
                                       regularised, solve_psd, weight_out_in)
-from simulator.editors.hparams import ROMEHyperParams
+from simulator.editors.hparams import DEFAULT_CONTEXT_PREFIXES, at_least
 from simulator.editors.value import optimize_value
+
+
+@dataclass
+class ROMEHyperParams:
+    layer: int = 5                     # layer whose MLP output projection is rewritten
+    v_num_grad_steps: int = at_least(0, 20)  # Adam steps for v*
+    v_lr: float = at_least(0.0, 0.5)   # Adam learning rate for the residual delta of v*
+    v_weight_decay: float = at_least(0.0, 0.5)  # weight of ||delta||^2 / ||v0||^2 in the loss
+    clamp_norm_factor: float = at_least(0.0, 4.0)  # ||delta|| <= clamp_norm_factor * ||v0||
+    kl_factor: float = at_least(0.0, 0.0625)  # weight of KL(original || edited) on "{subject} is a"
+    kl_prompt: str = "{} is a"         # essence prompt for the KL term
+    context_prefixes: list[str] = field(default_factory=lambda: list(DEFAULT_CONTEXT_PREFIXES))
+    early_stop_prob: float = 0.9       # stop once every target token has at least this mean probability ...
+    early_stop_top1: bool = True       # ... and the first target token is the top prediction
+    fast: bool = True                  # run the blocks below the edit once; lm head only where the loss looks
+    mom2_adjustment: bool = True       # use C^-1 k (the paper); False: C = identity
+    mom2_n_samples: int = at_least(1, 100000)  # tokens of the second-moment corpus (the provider may have fewer)
+    mom2_lambda: float = at_least(0.0, 0.0)  # ridge: C + lambda * mean(diag C) * I, for small corpora
+    seed: int = 0                      # nothing random today; kept for methods that sample
 
 
 def rome_closed_form(W: torch.Tensor, b: torch.Tensor | None, C: torch.Tensor | None, k: torch.Tensor,
@@ -32,15 +54,17 @@ def rome_closed_form(W: torch.Tensor, b: torch.Tensor | None, C: torch.Tensor | 
     return right[:, None].to(torch.float32), left[:, None].to(torch.float32)
 
 
-class ROMEEditor:
+@register_editor
+class ROMEEditor(Editor):
     name = "rome"
     hparams_class = ROMEHyperParams
 
-    def edit(self, model, tokenizer, spec, requests, hparams: ROMEHyperParams | None = None, stats=None,
-             progress: bool = False) -> EditResult:
-        from tqdm import tqdm
+    def stats_layers(self, hparams: ROMEHyperParams) -> list[int]:
+        return [hparams.layer] if hparams.mom2_adjustment else []
 
-        hp = hparams or ROMEHyperParams(**spec.hparams.get("rome", {}))
+    def edit(self, model, tokenizer, spec, requests, hparams: ROMEHyperParams, *, stats=None, state=None,
+             progress: bool = False) -> EditResult:
+        hp = hparams
         t_all = time.perf_counter()
         layer = hp.layer
         mod = model.get_submodule(spec.rewrite_module.format(layer))
