@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from tqdm import tqdm
 
 from ledger import migrate
 from ledger.artifacts import META_PREFIX, TMP_PREFIX, ArtifactCorrupt, ArtifactMissing, ArtifactStore
@@ -649,8 +650,6 @@ class Ledger:
 
     def fsck(self, *, progress: bool = True) -> FsckReport:
         """Hash every artifact file and compare files with rows."""
-        from tqdm import tqdm
-
         rep = FsckReport()
         a, d, st = ArtifactRow.__table__.c, DeltaRow.__table__.c, StatsCacheRow.__table__.c
         with self.engine.connect() as c:

@@ -61,7 +61,7 @@ def _fsync_dir(path: Path) -> None:
 def serialize(tensors: dict[str, "torch.Tensor"], metadata: dict[str, Any] | None = None) -> bytes:
     """safetensors bytes for ``tensors`` (made contiguous, on CPU) with string header metadata.
     No tensors is allowed: a header-only file holds a method state's JSON part."""
-    from safetensors.torch import save
+    from safetensors.torch import save  # torch: the ledger opens without it (the TUI); only a writer needs it
 
     flat = {}
     seen: set[int] = set()
@@ -175,7 +175,7 @@ class ArtifactStore:
 
     def read_with_header(self, digest: str) -> tuple[dict[str, "torch.Tensor"], dict[str, str]]:
         """The tensors and the header metadata, from one verified read."""
-        from safetensors.torch import load  # torch: only where tensors are made
+        from safetensors.torch import load  # torch: the ledger opens without it (the TUI); only a reader of tensors needs it
 
         data = self.read_bytes(digest)
         try:

@@ -6,6 +6,7 @@ WAL journaling, a busy timeout and foreign keys; these pragmas are the only SQLi
 """
 from __future__ import annotations
 
+import sqlite3
 import json
 import os
 from pathlib import Path
@@ -48,8 +49,6 @@ def resolve(db: str | None) -> tuple[str, Path]:
 
 def sqlite_readonly_engine(path: Path) -> sa.Engine:
     """An engine that cannot write (used to inspect a ledger before deciding to touch it)."""
-    import sqlite3
-
     return sa.create_engine("sqlite://", poolclass=sa.pool.NullPool,
                             creator=lambda: sqlite3.connect(f"file:{path}?mode=ro", uri=True,
                                                             timeout=BUSY_TIMEOUT_MS / 1000))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from safetensors.torch import save_model
 
 from ledger.errors import InputError
 
@@ -17,8 +18,6 @@ def export_model_dir(model: Any, tokenizer: Any, state_overrides: Mapping[str, t
     """Save ``model`` with ``state_overrides`` (state-dict name -> tensor) swapped in, plus its config and
     tokenizer, to ``out_dir`` (written to a temp dir and renamed, so a crash leaves no half directory).
     The model object itself is left exactly as it was. ``load_model(out_dir)`` reads it back."""
-    from safetensors.torch import save_model
-
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out} exists and is not empty; choose a new directory or delete it first")
