@@ -144,12 +144,14 @@ def test_batch_step_keyframe_reset_branch_and_revert(ledger, base):
     v2 = ledger.record_step(run.id, step=2, parent_version_id=v1.id, requests=[_req(4)],
                             deltas=[_low_rank("h.0.w", 4)], tensor_fingerprints={}, diagnostics={}, wall_time_s=1.0)
     # reset to v1 (history kept), then revert
-    m = ledger.add_marker(run.id, kind="reset", parent_version_id=v1.id, step=1,
+    m = ledger.add_marker(run.id, kind="reset", parent_version_id=v1.id, step=3,
                           tensor_fingerprints=v1.tensor_fingerprints, note="reset to step 1")
     assert ledger.run(run.id).head_version_id == m.id
-    rv = ledger.record_step(run.id, step=2, parent_version_id=m.id, kind="revert", requests=[], deltas=[],
+    rv = ledger.record_step(run.id, step=4, parent_version_id=m.id, kind="revert", requests=[], deltas=[],
                             tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0, note="revert step 2")
-    assert [v.id for v in ledger.versions(run.id)] == [v1.id, m.id, v2.id, rv.id]
+    assert [v.id for v in ledger.versions(run.id)] == [v1.id, v2.id, m.id, rv.id]
+    with pytest.raises(IntegrityError, match="already has a step 2"):   # step numbers are unique in a run
+        ledger.add_marker(run.id, kind="reset", parent_version_id=v1.id, step=2, tensor_fingerprints={}, note="x")
     assert [v.id for v in ledger.lineage(rv.id)][1:] == [v1.id, m.id, rv.id]
     # a branch: another run continuing from v1
     br = _run(ledger, base, parent_version_id=v1.id, name="branch")
