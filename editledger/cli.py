@@ -46,20 +46,40 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         code = args.func(args)
+        sys.stdout.flush()            # a closed pipe (`editledger log 3 | head`) shows up here, not at exit
     except UserError as e:
-        print(f"editledger: error: {e}", file=sys.stderr)
-        return e.exit_code
+        return _fail(e)
     except KeyboardInterrupt:
         print("editledger: interrupted; everything committed so far is kept "
               "(resume a replay with `editledger replay --resume RUN`).", file=sys.stderr)
         return 130
-    except OSError as e:
-        if e.errno == 28:  # ENOSPC
-            print(f"editledger: error: disk full ({e.filename or 'ledger home'}): free some space and "
-                  "run the command again; nothing half-written was committed.", file=sys.stderr)
-            return 1
-        raise
+    except BrokenPipeError:
+        # the reader went away: stop quietly, as `git log | head` does (128 + SIGPIPE)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as e:
+        # errors of the environment (full disk, read-only or damaged ledger, unreachable server)
+        # in words; anything else is a bug and keeps its traceback
+        from ledger.failures import explain
+        err = explain(e, _ledger_url(args))
+        if err is None:
+            raise
+        return _fail(err)
     return int(code or 0)
+
+
+def _fail(e: UserError) -> int:
+    from editledger.commands.common import printable
+    print(f"editledger: error: {printable(str(e))}", file=sys.stderr)
+    return e.exit_code
+
+
+def _ledger_url(args) -> str | None:
+    try:
+        from ledger.engine import resolve
+        return resolve(args.db)[0]
+    except Exception:
+        return None
 
 
 if __name__ == "__main__":

@@ -281,11 +281,16 @@ class Ledger:
             lease.Owner.me(self._token, now).write_to(run)
 
     def release_run(self, run_id: int) -> None:
-        """Give the lease back (a no-op unless this instance holds it)."""
-        with self._write() as s:
-            run = s.get(RunRow, run_id)
-            if run is not None and run.owner_token == self._token:
-                lease.clear(run)
+        """Give the lease back (a no-op unless this instance holds it). Never fails: a lease that
+        could not be given back (a full disk) belongs to a process that is about to end, and the
+        next writer takes over a dead owner's lease."""
+        try:
+            with self._write() as s:
+                run = s.get(RunRow, run_id)
+                if run is not None and run.owner_token == self._token:
+                    lease.clear(run)
+        except UserError:
+            pass
 
     def run_owner(self, run_id: int) -> tuple[lease.Owner, bool] | None:
         """(owner, alive now) of the run's lease, or None when nobody holds it."""
