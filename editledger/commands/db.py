@@ -117,7 +117,7 @@ def fsck(args) -> int:
             ("stray files (not editledger artifacts: left alone, remove them by hand)", rep.stray, str),
             ("artifact rows no delta or statistics row uses (--repair removes them)", rep.unreferenced_rows, str),
             ("runs left 'running' by a writer that is gone (--repair marks them interrupted; resume them)",
-             rep.dead_runs, str),
+             rep.dead_runs, lambda r: f"run {r}"),
         ]
         for title, items, fmt in sections:
             if items:
