@@ -118,6 +118,7 @@ class Replayer:
         if not steps:
             raise InputError(f"stream {stream_name} has no steps: nothing to replay")
         led = self.s.ledger
+        _check_context(steps, self.s.lm)
         start = start_version_id or self.s.base_version_id
         reference = self._reference(steps, start)
         _check_relative_stops(self.stops, _base_values(reference))
@@ -284,6 +285,33 @@ def _check_relative_stops(stops: list[StopCondition], base: dict[tuple[str, str]
             have = ", ".join(sorted(f"{a}.{b}" for a, b in base)) or "none (they come from --general builtin or loglik)"
             raise InputError(f"--stop-when {c.text!r}: {c.suite}.{c.metric} has no base-model value to be "
                              f"relative to; metrics with one: {have}. Use an absolute threshold or another metric")
+
+
+def _check_context(steps: list[Step], lm) -> None:
+    """Every prompt with its answer must fit the model's context; a longer one would index past the
+    position table (or, on a model without one, ask for memory quadratic in its length)."""
+    cfg = lm.model.config
+    limit = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+    if not limit:
+        return
+    tok, prefix = lm.tokenizer, lm.spec.prompt_prefix
+    margin = 8                                    # the editors' own context templates and a target token
+    for n, st in enumerate(steps, 1):
+        texts = [(f"requests[{i}]", r.prompt.format(r.subject) + r.target_new) for i, r in enumerate(st.requests)]
+        for suite, items in st.probes.items():
+            for i, it in enumerate(items):
+                longest = max([it.target, it.alt or "", *it.answers, *it.choices], key=len)
+                texts.append((f"probes.{suite}[{i}]", it.prompt + longest))
+        for where, text in texts:
+            if len(text) > limit * 64:            # no tokenizer packs 64 characters into one token
+                got, unit = len(text), "characters"
+            else:
+                got, unit = len(tok(prefix + text)["input_ids"]), "tokens"
+                if got + margin <= limit:
+                    continue
+            raise InputError(f"step {n}, {where}: {got:,} {unit} do not "
+                             f"fit {lm.spec.name}'s context of {limit:,} tokens (with a margin of {margin}); "
+                             "shorten the prompt or use a model with a longer context")
 
 
 def _check_resumable(led, run_id: int) -> None:
