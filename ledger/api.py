@@ -344,6 +344,9 @@ class Ledger:
             if missing:
                 raise InputError(f"edit request {r!r} lacks {missing} (pass EditRequest.to_dict())")
 
+        # 0. a refused writer writes nothing (the transaction checks again: this is only the cheap early no)
+        with self._session() as s:
+            self._check_writer(self._get(s, RunRow, run_id, "run"), utcnow())
         # 1. artifacts, each written atomically before any row can reference it
         written: list[tuple[str, int | None]] = []
         for d in deltas:

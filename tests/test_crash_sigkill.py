@@ -49,7 +49,10 @@ def enter(phase):
     if phase == target and seen[phase] == want:
         with open(os.environ["CRASH_MARK"], "w") as f:
             f.write(phase)
-        time.sleep(float(os.environ["CRASH_STALL"]))     # the harness kills inside this window
+        end = time.monotonic() + float(os.environ["CRASH_STALL"])   # the harness kills inside this window
+        release = os.environ.get("CRASH_RELEASE", "")
+        while time.monotonic() < end and not (release and os.path.exists(release)):
+            time.sleep(0.02)
 
 def wrap(owner, name, phase, before=False):
     real = getattr(owner, name)
