@@ -8,7 +8,9 @@ the command functions so that ``editledger --help`` and ledger-only commands sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import os
 import sys
 
@@ -40,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -66,6 +68,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _fail(err)
     return int(code or 0)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """argparse's own messages quote what was typed; they go out without control characters."""
+    from editledger.commands.common import printable
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buf):
+            return parser.parse_args(argv)
+    finally:
+        sys.stderr.write(printable(buf.getvalue()))
 
 
 def _fail(e: UserError) -> int:

@@ -59,10 +59,15 @@ def run(args) -> int:
     if args.resume:
         with open_ledger(args, create=False) as led:
             run_id = find_run(led, args.resume)
-            r = led.run(run_id)
-            opts = ReplayOptions.from_config((r.config or {}).get("options", {}))
-            session = Session.for_run(led, run_id, device=args.device)
-            Replayer(session, opts).resume(run_id)
+            led.acquire_run(run_id)          # refused at once while another replay writes it (before the model loads)
+            try:
+                r = led.run(run_id)
+                opts = ReplayOptions.from_config((r.config or {}).get("options", {}))
+                session = Session.for_run(led, run_id, device=args.device)
+                Replayer(session, opts).resume(run_id)
+            except BaseException:
+                led.release_run(run_id)
+                raise
             _summary(led, run_id)
         return 0
     from simulator.streams import load_stream
@@ -72,6 +77,10 @@ def run(args) -> int:
                          probe_every=_probe_every(args.probe_every), stats_corpus=args.stats_corpus,
                          stats_tokens=args.stats_tokens, general=args.general)
     opts.validate()                              # before the model loads and before the ledger is touched
+    from simulator.editors import get_editor, load_hparams
+    from simulator.models.specs import SPECS
+    get_editor(opts.method)                      # an unknown method, bad hyper-parameters: refused before the
+    load_hparams(opts.method, SPECS.get(args.model.strip().lower()), opts.hparams_file)   # base model is registered
     with open_ledger(args) as led:
         session = Session.open(led, args.model, device=args.device)
         replayer = Replayer(session, opts)
