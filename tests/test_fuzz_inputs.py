@@ -67,8 +67,8 @@ def ledger_state(db: Path) -> str:
         h.update(line.encode("utf-8", "surrogatepass"))
     con.close()
     for p in sorted((db.parent / "artifacts").rglob("*")):
-        h.update(str(p).encode())
-        if p.is_file():
+        if p.is_file():                     # (an empty folder left by a refused write holds nothing)
+            h.update(str(p).encode())
             h.update(p.read_bytes())
     return h.hexdigest()
 
