@@ -204,3 +204,5 @@ class ArtifactStore:
         for sub in sorted(self.root.iterdir()):
             if sub.is_dir():
                 yield from sorted(p for p in sub.iterdir() if p.is_file())
+            elif sub.is_file():     # nothing of ours lives at the top: fsck reports it as stray
+                yield sub
