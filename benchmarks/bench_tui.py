@@ -17,13 +17,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]   # the project, and the ledger builders in tests/
+
+from ledger_fixtures import build_big_ledger  # noqa: E402
+
 
 def ensure_ledger(workdir: Path, versions: int) -> str:
-    from tui.testing import build_big_ledger
     db = workdir / f"big-{versions}" / "ledger.db"
     if not db.exists():
         db.parent.mkdir(parents=True, exist_ok=True)

@@ -663,4 +663,85 @@ class Ledger:
         return rep
 
 
+    # ================================================================== TUI read queries
+    # Added on the `tui` branch, kept together for the merge. Read-only; they return plain tuples
+    # from indexed columns (no row objects, no JSON columns), so that the TUI reads a
+    # 10,000-version run in milliseconds.
+    def lineage_ids(self, version_id: int) -> list[tuple[int, int | None, int | None, int, str]]:
+        """(id, parent_id, run_id, step, kind) from the root to ``version_id`` (one recursive query)."""
+        v = VersionRow.__table__
+        anc = sa.select(v.c.id, v.c.parent_id, sa.literal(0).label("depth")).where(v.c.id == version_id) \
+            .cte("anc", recursive=True)
+        anc = anc.union_all(sa.select(v.c.id, v.c.parent_id, (anc.c.depth + 1).label("depth"))
+                            .join(anc, v.c.id == anc.c.parent_id))
+        q = sa.select(v.c.id, v.c.parent_id, v.c.run_id, v.c.step, v.c.kind).join(anc, v.c.id == anc.c.id) \
+            .order_by(anc.c.depth.desc())
+        with self.engine.connect() as c:
+            rows = [tuple(r) for r in c.execute(q)]
+        if not rows:
+            raise InputError(f"version {version_id} does not exist in this ledger")
+        return rows
+
+    def metric_values(self, run_id: int, suite: str, metric: str) -> list[tuple[int, int, str, float]]:
+        """(version_id, step, against, value) of one metric over a run, every reference, in
+        (step, version id) order; read from the covering trajectory index."""
+        pr = ProbeResultRow.__table__.c
+        q = sa.select(pr.version_id, pr.step, pr.against, pr.value).where(
+            pr.run_id == run_id, pr.suite == suite, pr.metric == metric).order_by(pr.step, pr.version_id)
+        with self.engine.connect() as c, _gc_paused():
+            return [tuple(r) for r in c.execute(q)]
+
+    def probe_values(self, version_ids: Sequence[int]) -> list[tuple[int, str, str, str, float, int]]:
+        """(version_id, suite, metric, against, value, count) of the versions' probes, without detail."""
+        pr = ProbeResultRow.__table__.c
+        out: list[tuple[int, str, str, str, float, int]] = []
+        ids = list(version_ids)
+        with self.engine.connect() as c:
+            for chunk in range(0, len(ids), 500):   # SQLite's bound-parameter limit
+                q = sa.select(pr.version_id, pr.suite, pr.metric, pr.against, pr.value, pr.count) \
+                    .where(pr.version_id.in_(ids[chunk:chunk + 500])).order_by(pr.version_id, pr.id)
+                out.extend(tuple(r) for r in c.execute(q))
+        return out
+
+    def probe_details(self, version_ids: Sequence[int], suite: str, metric: str,
+                      against: str = "none") -> dict[int, Any]:
+        """version id -> the stored per-prompt detail of one metric (versions without it are absent)."""
+        pr = ProbeResultRow.__table__.c
+        out: dict[int, Any] = {}
+        ids = list(version_ids)
+        with self.engine.connect() as c:
+            for chunk in range(0, len(ids), 500):
+                q = sa.select(pr.version_id, pr.detail).where(
+                    pr.version_id.in_(ids[chunk:chunk + 500]), pr.suite == suite, pr.metric == metric,
+                    pr.against == against)
+                out.update((vid, d) for vid, d in c.execute(q) if d is not None)
+        return out
+
+    def delta_origins(self, digests: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """artifact digest -> (version id, step) of the edit version that first recorded it (a
+        revert re-applies the same artifacts under its own version)."""
+        d, v = DeltaRow.__table__.c, VersionRow.__table__.c
+        out: dict[str, tuple[int, int]] = {}
+        wanted = list(dict.fromkeys(digests))
+        with self.engine.connect() as c:
+            for chunk in range(0, len(wanted), 500):
+                q = sa.select(d.artifact_digest, v.id, v.step).join_from(
+                    DeltaRow.__table__, VersionRow.__table__, d.version_id == v.id).where(
+                    d.artifact_digest.in_(wanted[chunk:chunk + 500]), v.kind == "edit").order_by(v.id)
+                for digest, vid, step in c.execute(q):
+                    out.setdefault(digest, (vid, step))
+        return out
+
+    def run_keyframes(self, run_id: int, tensor: str) -> list[tuple[int, str, float]]:
+        """(version id, artifact digest, ‖W‖_F) of every keyframe of ``tensor`` in the run (a keyframe
+        is the full tensor after that version's deltas; its norm is recorded with it)."""
+        d, v = DeltaRow.__table__.c, VersionRow.__table__.c
+        q = sa.select(v.id, d.artifact_digest, d.norm).join_from(
+            DeltaRow.__table__, VersionRow.__table__, d.version_id == v.id).where(
+            v.run_id == run_id, d.kind == "keyframe", d.tensor == tensor).order_by(v.step, v.id)
+        with self.engine.connect() as c:
+            return [tuple(r) for r in c.execute(q)]
+    # ================================================================== end of TUI read queries
+
+
 __all__ = ["Ledger", "RunSummary", "TimelineRow", "FsckReport", "UserError", "IntegrityError"]

@@ -13,7 +13,7 @@ from pytest_textual_snapshot import SVGImageExtension
 
 from tui.app import EditLedgerApp
 from tui.data import LedgerData
-from tui.testing import build_sample_ledger
+from ledger_fixtures import build_sample_ledger
 
 
 class _SnapshotsDir(SVGImageExtension):

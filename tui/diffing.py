@@ -1,0 +1,91 @@
+"""Diff of two versions: which tensors' delta chains differ (with the steps behind each delta and
+‖W_B − W_A‖ from the stored factors), and every metric at both versions, marked comparable only
+where both measured the same items."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from safetensors.numpy import load as load_numpy
+
+from ledger.delta_norms import sum_norm
+from tui.metrics import FIXED_SUITES, metric_order
+from tui.viewmodels import DiffView, MetricDiff, TensorDiff
+from tui.weights import UNREADABLE
+
+
+def _label(v) -> str:
+    run = f"run {v.run_id} " if v.run_id is not None else ""
+    return f"v{v.id} ({run}step {v.step}, {v.kind})"
+
+
+def _take(rows, wanted: Counter) -> list:
+    """The rows whose artifact is in ``wanted`` (as many times as counted), in order."""
+    left = Counter(wanted)
+    out = []
+    for r in rows:
+        if left[r[0]] > 0:
+            left[r[0]] -= 1
+            out.append(r)
+    return out
+
+
+def _contributions(ledger, path) -> dict[str, list[tuple[str, int, Any]]]:
+    """tensor -> [(artifact digest, step of the edit that recorded it, delta row)] along ``path``.
+    A revert re-applies later steps' artifacts under its own version: they keep their own step."""
+    rows = [(v, d) for v in path for d in ledger.deltas(v.id)]
+    carried = [d.artifact_digest for v, d in rows if v.kind == "revert"]
+    origin = ledger.delta_origins(carried) if carried else {}
+    out: dict[str, list[tuple[str, int, Any]]] = {}
+    for v, d in rows:
+        step = origin.get(d.artifact_digest, (None, v.step))[1] if v.kind == "revert" else v.step
+        out.setdefault(d.tensor, []).append((d.artifact_digest, step, d))
+    return out
+
+
+def _diff_norm(ledger, ra, rb) -> float | None:
+    """||Σ B-only deltas − Σ A-only deltas||_F in float64 from the stored factors (numpy)."""
+    shape = (ra or rb)[0][2].shape
+    try:
+        parts = [(sign, d.kind, load_numpy(ledger.store.read_bytes(digest)))
+                 for sign, rows in ((-1.0, ra), (1.0, rb)) for digest, _, d in rows]
+    except UNREADABLE:
+        return None               # e.g. bfloat16 factors, which numpy cannot hold
+    return sum_norm(parts, shape)
+
+
+def _edit_of(ledger, vid: int) -> frozenset:
+    return frozenset((r.subject, r.prompt, r.target_new) for r in ledger.edit_requests(vid))
+
+
+def diff_versions(ledger, a: int, b: int) -> DiffView:
+    la, lb = ledger.lineage(a), ledger.lineage(b)
+    common = None
+    for x, y in zip(la, lb):
+        if x.id != y.id:
+            break
+        common = x.id
+    k = 0 if common is None else [x.id for x in la].index(common) + 1
+    path_a, path_b = la[k:], lb[[x.id for x in lb].index(common) + 1 if common is not None else 0:]
+    ca, cb = _contributions(ledger, path_a), _contributions(ledger, path_b)
+    tensors = []
+    for name in sorted(set(ca) | set(cb)):
+        # the same artifact on both sides (a revert re-applies later deltas) cancels out
+        da, db = Counter(x[0] for x in ca.get(name, [])), Counter(x[0] for x in cb.get(name, []))
+        only_a, only_b = da - db, db - da
+        if not only_a and not only_b:
+            continue
+        ra, rb = _take(ca.get(name, []), only_a), _take(cb.get(name, []), only_b)
+        bound = sum(d.norm for _, _, d in ra + rb)
+        tensors.append(TensorDiff(tensor=name, only_a=sorted(s for _, s, _ in ra), only_b=sorted(s for _, s, _ in rb),
+                                  norm=_diff_norm(ledger, ra, rb), bound=bound))
+    edit_a, edit_b = _edit_of(ledger, a), _edit_of(ledger, b)
+    same_edit = bool(edit_a) and edit_a == edit_b
+    pa = {(p.suite, p.metric, p.against): p.value for p in ledger.probes(a)}
+    pb = {(p.suite, p.metric, p.against): p.value for p in ledger.probes(b)}
+    keys = sorted(set(pa) | set(pb), key=lambda k: (metric_order(k[:2]), k[2]))
+    metrics = [MetricDiff(suite=s, metric=m, against=ag, a=pa.get((s, m, ag)), b=pb.get((s, m, ag)),
+                          comparable=s in FIXED_SUITES or same_edit)
+               for s, m, ag in keys]
+    return DiffView(a_id=a, b_id=b, a_label=_label(la[-1]), b_label=_label(lb[-1]), common_id=common,
+                    tensors=tensors, metrics=metrics, same_edit=same_edit)
