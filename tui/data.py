@@ -264,6 +264,10 @@ class LedgerData:
         here = self.ledger.probes(probed)
         probes = probe_views(here, self.ledger.probes(base.id) if base.id != probed else [],
                              self.ledger.probes(pv.parent_id) if pv.parent_id is not None else [])
+        if pv.parent_id is not None and pv.parent_id == base.id:
+            for p in probes:      # the version before is the base: its comparison is the stored vs-base one
+                if p.vs_previous is None and p.vs_base is not None:
+                    p.vs_previous, p.previous_is_base = p.vs_base, True
         step_probes: dict[str, list[dict[str, Any]]] = {}
         if run is not None and v.kind == "edit":
             # the replay keeps the stream (with each step's probe items) in the run's config

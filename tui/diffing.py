@@ -58,6 +58,14 @@ def _edit_of(ledger, vid: int) -> frozenset:
     return frozenset((r.subject, r.prompt, r.target_new) for r in ledger.edit_requests(vid))
 
 
+def _measured(ledger, v) -> list:
+    """A version's probes; a reset marker has its target's weights, so its target's probes."""
+    rows = ledger.probes(v.id)
+    if not rows and v.kind == "reset" and v.parent_id is not None:
+        rows = ledger.probes(v.parent_id)
+    return rows
+
+
 def diff_versions(ledger, a: int, b: int) -> DiffView:
     la, lb = ledger.lineage(a), ledger.lineage(b)
     common = None
@@ -81,8 +89,8 @@ def diff_versions(ledger, a: int, b: int) -> DiffView:
                                   norm=_diff_norm(ledger, ra, rb), bound=bound))
     edit_a, edit_b = _edit_of(ledger, a), _edit_of(ledger, b)
     same_edit = bool(edit_a) and edit_a == edit_b
-    pa = {(p.suite, p.metric, p.against): p.value for p in ledger.probes(a)}
-    pb = {(p.suite, p.metric, p.against): p.value for p in ledger.probes(b)}
+    pa = {(p.suite, p.metric, p.against): p.value for p in _measured(ledger, la[-1])}
+    pb = {(p.suite, p.metric, p.against): p.value for p in _measured(ledger, lb[-1])}
     keys = sorted(set(pa) | set(pb), key=lambda k: (metric_order(k[:2]), k[2]))
     metrics = [MetricDiff(suite=s, metric=m, against=ag, a=pa.get((s, m, ag)), b=pb.get((s, m, ag)),
                           comparable=s in FIXED_SUITES or same_edit)

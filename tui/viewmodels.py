@@ -107,6 +107,7 @@ class ProbeItemView:
     count: int
     base_computed: bool = False         # vs_base = value - value at the base (none stored)
     previous_computed: bool = False     # vs_previous = value - value at the parent (none stored)
+    previous_is_base: bool = False      # the version before is the base: vs_previous is the vs-base comparison
     details: dict[str, Any] = field(default_factory=dict)   # against -> stored per-prompt detail
 
 

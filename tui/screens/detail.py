@@ -245,7 +245,8 @@ def probe_detail_text(p: ProbeItemView, limit: int = 40) -> str:
     lines = [f"{p.suite}/{p.metric}: here {F.num(p.value)}, vs base {F.num(p.vs_base)}"
              + (" (here − base value)" if p.base_computed else " (stored)" if p.vs_base is not None else "")
              + f", vs previous {F.num(p.vs_previous)}"
-             + (" (here − parent value)" if p.previous_computed else " (stored)" if p.vs_previous is not None else "")]
+             + (" (here − parent value)" if p.previous_computed else " (the version before is the base)"
+                if p.previous_is_base else " (stored)" if p.vs_previous is not None else "")]
     if not p.details:
         lines.append("no per-prompt detail stored")
     for against, d in p.details.items():

@@ -76,18 +76,19 @@ class JobScreen(ModalScreen[int | None]):
             return
         self.running = True
         status.update("running… (k stops it)")
-        buf = ""
+        buf, last = "", "\n"
         assert proc.stdout is not None
         while chunk := await proc.stdout.read(4096):
             pieces, buf = split_output(buf + chunk.decode(errors="replace"))
             for piece, sep in pieces:
-                if sep == "\r":
+                if sep == "\r" or last == "\r":    # a bar's updates, and its last state (ended by \n)
                     if piece.strip():
                         self.progress = piece
                         progress.update(piece)
-                else:
+                if sep == "\n" and (piece.strip() or last != "\r"):   # not the bare end of a bar
                     self.lines.append(piece)
                     log.write_line(piece)
+                last = sep
         if buf:
             self.lines.append(buf)
             log.write_line(buf)

@@ -316,7 +316,7 @@ class LazyTable(ScrollView, can_focus=True):
 
     def column_at(self, x: int) -> Column | None:
         pos = 1
-        for col, w in zip(self.columns, self._layout_widths(self.size.width)):
+        for col, w in zip(self.columns, self._layout_widths(self.scrollable_content_region.width)):
             if pos <= x < pos + w:
                 return col
             pos += w + 1
@@ -381,7 +381,7 @@ class LazyTable(ScrollView, can_focus=True):
         return strip.crop_extend(0, width, style)
 
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
+        width = self.scrollable_content_region.width    # without the scrollbar
         widths = self._layout_widths(width)
         base = self.rich_style
         if y == 0:
