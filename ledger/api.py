@@ -741,6 +741,26 @@ class Ledger:
             v.run_id == run_id, d.kind == "keyframe", d.tensor == tensor).order_by(v.step, v.id)
         with self.engine.connect() as c:
             return [tuple(r) for r in c.execute(q)]
+    def versions_light(self, version_ids: Sequence[int]) -> dict[int, tuple[int | None, int | None, int, str]]:
+        """version id -> (parent_id, run_id, step, kind), without the JSON columns."""
+        v = VersionRow.__table__.c
+        out: dict[int, tuple[int | None, int | None, int, str]] = {}
+        ids = list(dict.fromkeys(version_ids))
+        with self.engine.connect() as c:
+            for chunk in range(0, len(ids), 500):
+                q = sa.select(v.id, v.parent_id, v.run_id, v.step, v.kind).where(v.id.in_(ids[chunk:chunk + 500]))
+                out.update((r[0], tuple(r[1:])) for r in c.execute(q))
+        return out
+
+    def run_light(self, run_id: int) -> tuple[str | None, str, int, int]:
+        """(name, method, start_version_id, head_version_id) of a run, without its config and hparams."""
+        r = RunRow.__table__.c
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(r.name, r.method, r.start_version_id, r.head_version_id)
+                            .where(r.id == run_id)).first()
+        if row is None:
+            raise InputError(f"run {run_id} does not exist in this ledger")
+        return tuple(row)
     # ================================================================== end of TUI read queries
 
 

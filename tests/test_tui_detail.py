@@ -50,7 +50,7 @@ async def test_edit_tab_scrolls_at_once_and_tab_is_in_the_footer(sample):
     app = make_app(str(root / "ledger.db"), ids["runs"][0]["id"])
     async with app.run_test(size=(80, 16)) as pilot:              # short: the Edit tab must scroll
         await open_detail(pilot, 3)
-        scroll = app.screen.query_one("#edit-scroll")
+        scroll = app.screen.query_one("#edit")
         assert scroll.max_scroll_y > 0 and scroll.scroll_y == 0
         await pilot.press("down")
         await pilot.pause()
@@ -59,11 +59,12 @@ async def test_edit_tab_scrolls_at_once_and_tab_is_in_the_footer(sample):
         await pilot.pause()
         assert scroll.scroll_y > 1
         assert "tab Next pane" in str(app.screen.query_one("KeyBar").render())
-        await pilot.press("tab")                                  # to the tab bar, then the next pane
-        await pilot.press("2")
+        await pilot.press("tab")                                  # the next pane, focused
         assert app.screen.focused.id == "delta-table"
+        await pilot.press("tab")
+        assert app.screen.focused.id == "probe-table"
         await pilot.press("1")
-        assert app.screen.focused.id == "edit-scroll"
+        assert app.screen.focused.id == "edit"
 
 
 @run_async

@@ -18,13 +18,11 @@ from ledger.engine import sqlite_path
 from ledger.errors import InputError
 from ledger.values import preferred_value
 from tui import graph, harm
-from tui.diffing import diff_versions
 from tui.metrics import FIXED_SUITES, Metric, finding_label, key_metrics, metric_order, order_metrics
 from tui.outcome import outcome_line, probes_note
 from tui.viewmodels import (
     DeltaItem, DetailView, DiffView, FindingItem, ProbeItemView, RunItem, Series, TimelineItem,
 )
-from tui.weights import weight_norm
 
 N_KEY_CHANGES = 2          # Δ columns on the timeline (besides efficacy and retention)
 SPARK_POINTS = 48          # trajectory points kept for a sparkline
@@ -86,7 +84,7 @@ class LedgerData:
         key = (run_id, start_id)
         if key not in self._base_cache:      # fixed once the run started: read the config once
             ref = (self.ledger.run(run_id).config or {}).get("reference") or {}
-            start_is_base = self.ledger.version(start_id).kind == "base"
+            start_is_base = self.ledger.versions_light([start_id])[start_id][3] == "base"
             self._base_cache[key] = dict(ref.get("base_metrics") or {}) if start_is_base else {}
         return self._base_cache[key]
 
@@ -114,7 +112,7 @@ class LedgerData:
                 eff = [e for e in eff if e is not None and e == e]
                 item.edits, item.edits_ok = len(eff), sum(e >= harm.FULL for e in eff)
             lineage = None
-            start_id = self.ledger.run(r.id).start_version_id
+            start_id = self.ledger.run_light(r.id)[2]
             if RETENTION in metrics or PPL in metrics:
                 lineage = self.ledger.lineage_ids(r.head_version_id)
             if RETENTION in metrics:
@@ -132,10 +130,12 @@ class LedgerData:
         return items
 
     def run(self, run_id: int) -> RunItem:
-        r = self.ledger.run(run_id)
-        return RunItem(run_id=r.id, name=r.name or f"run-{r.id}", model=self.ledger.base_model(r.base_model_id).name,
-                       method=r.method, stream=r.stream_name, stream_kind=r.stream_kind, status=r.status,
-                       steps=r.step_count, head_id=r.head_version_id, updated=stamp(r.updated_at))
+        r = next((x for x in self.ledger.runs() if x.id == run_id), None)   # the summary: no config to decode
+        if r is None:
+            raise InputError(f"run {run_id} does not exist in this ledger")
+        return RunItem(run_id=r.id, name=r.name or f"run-{r.id}", model=r.model_name, method=r.method,
+                       stream=r.stream_name, stream_kind=r.stream_kind, status=r.status, steps=r.steps,
+                       head_id=r.head_version_id, updated=stamp(r.updated_at))
 
     def metrics(self, run_id: int) -> list[Metric]:
         return order_metrics(self.ledger.metrics(run_id))
@@ -144,12 +144,12 @@ class LedgerData:
         """The metric over the run's steps (the preferred reference at each version), with the
         run's start version (the base model: step 0) first when it was measured."""
         if start_id is None:
-            start_id = self.ledger.run(run_id).start_version_id
+            start_id = self.ledger.run_light(run_id)[2]
         steps, values = [], []
         start = harm.preferred(self._start_refs(run_id, start_id, m))
         base_step = None
         if start is not None:
-            base_step = self.ledger.version(start_id).step
+            base_step = self.ledger.versions_light([start_id])[start_id][2]
             steps.append(base_step)
             values.append(start)
         step_of: dict[int, int] = {}
@@ -168,10 +168,9 @@ class LedgerData:
         key metrics whose change against the version before each row shows. ``changes=False``
         leaves the changes, retention and forgetting for ``timeline_harm`` (the screen loads them
         in the background)."""
-        run = self.ledger.run(run_id)
+        _name, _method, start_id, head = self.ledger.run_light(run_id)
         rows = self.ledger.timeline(run_id)
-        start = self.ledger.version(run.start_version_id)
-        head = run.head_version_id
+        start = self.ledger.version(start_id)
         origin = ("base model" if start.kind == "base" else
                   f"branched from run {start.run_id} step {start.step} (v{start.id}, {start.kind})")
         items = [TimelineItem(start.id, None, start.step, start.kind, "", "", "", 0, origin,
@@ -294,6 +293,7 @@ class LedgerData:
         v = self.ledger.version(version_id)
         if v.parent_id is None or v.run_id is None:
             return {}
+        from tui.weights import weight_norm   # deferred: numpy (~0.2 s of the TUI's start) is needed here only
         return {d.tensor: weight_norm(self.ledger, v.parent_id, d.tensor, v.run_id) for d in deltas}
 
     def values_at(self, version_id: int) -> dict[Metric, float]:
@@ -302,9 +302,9 @@ class LedgerData:
         return {(r.suite, r.metric): preferred_value(rows, r.suite, r.metric) for r in rows}
 
     def forgotten_at(self, version_id: int) -> list[int]:
-        v = self.ledger.version(version_id)
-        d = self.ledger.probe_details([version_id] + ([v.parent_id] if v.parent_id else []), *RETENTION)
-        return harm.lost_steps(d.get(version_id), v.step, d.get(v.parent_id))
+        parent, _run, step, _kind = self.ledger.versions_light([version_id])[version_id]
+        d = self.ledger.probe_details([version_id] + ([parent] if parent else []), *RETENTION)
+        return harm.lost_steps(d.get(version_id), step, d.get(parent))
 
     def export_command(self, version_id: int) -> str:
         v = self.ledger.version(version_id)
@@ -344,17 +344,30 @@ class LedgerData:
         return history.revert(self.ledger, run_id, step).id
 
     # ----- diff -------------------------------------------------------------------------------
-    def diff(self, a: int, b: int) -> DiffView:
-        return diff_versions(self.ledger, a, b)
+    def diff(self, a: int, b: int, *, norms: bool = True) -> DiffView:
+        """The diff of two versions; ``norms=False`` leaves ‖B−A‖ to ``diff_norms`` (it reads every
+        differing delta: the screen does it off the UI thread)."""
+        from tui import diffing   # deferred: numpy (~0.2 s of the TUI's start) is needed here only
+        view = diffing.diff_versions(self.ledger, a, b)
+        if norms:
+            diffing.fill_norms(self.ledger, view)
+        return view
+
+    def diff_norms(self, view: DiffView) -> None:
+        from tui import diffing   # deferred: as in diff()
+        diffing.fill_norms(self.ledger, view)
 
     # ----- audit ------------------------------------------------------------------------------
     def findings(self, run_id: int) -> list[FindingItem]:
-        out = []
-        for f in self.ledger.audit_findings(run_id):
-            step = self.ledger.version(f.version_id).step if f.version_id is not None else None
-            out.append(FindingItem(finding_id=f.id, version_id=f.version_id, step=step, metric=f.metric,
-                                   score=f.score, summary=f.summary, evidence=f.evidence))
-        return out
+        rows = self.ledger.audit_findings(run_id)
+        info = self.ledger.versions_light([f.version_id for f in rows if f.version_id is not None])
+        return [FindingItem(finding_id=f.id, version_id=f.version_id,
+                            step=info[f.version_id][2] if f.version_id in info else None, metric=f.metric,
+                            score=f.score, summary=f.summary, evidence=f.evidence) for f in rows]
+
+    def run_name(self, run_id: int) -> str:
+        name = self.ledger.run_light(run_id)[0]
+        return name or f"run-{run_id}"
 
     def culprit_steps(self, run_id: int) -> list[int]:
         return sorted({f.step for f in self.findings(run_id) if f.step is not None})

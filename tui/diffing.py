@@ -31,9 +31,10 @@ def _take(rows, wanted: Counter) -> list:
 
 
 def _contributions(ledger, path) -> dict[str, list[tuple[str, int, Any]]]:
-    """tensor -> [(artifact digest, step of the edit that recorded it, delta row)] along ``path``.
-    A revert re-applies later steps' artifacts under its own version: they keep their own step."""
-    rows = [(v, d) for v in path for d in ledger.deltas(v.id)]
+    """tensor -> [(artifact digest, step of the edit that recorded it, delta row)] along ``path``
+    ([(version, its deltas)]). A revert re-applies later steps' artifacts under its own version:
+    they keep their own step."""
+    rows = [(v, d) for v, deltas in path for d in deltas]
     carried = [d.artifact_digest for v, d in rows if v.kind == "revert"]
     origin = ledger.delta_origins(carried) if carried else {}
     out: dict[str, list[tuple[str, int, Any]]] = {}
@@ -43,12 +44,13 @@ def _contributions(ledger, path) -> dict[str, list[tuple[str, int, Any]]]:
     return out
 
 
-def _diff_norm(ledger, ra, rb) -> float | None:
-    """||Σ B-only deltas − Σ A-only deltas||_F in float64 from the stored factors (numpy)."""
-    shape = (ra or rb)[0][2].shape
+def diff_norm(ledger, rows_a, rows_b) -> float | None:
+    """||Σ B-only deltas − Σ A-only deltas||_F in float64 from the stored factors (numpy); it
+    reads every differing delta's artifact, so the diff screen calls it off the UI thread."""
+    shape = (rows_a or rows_b)[0][2].shape
     try:
         parts = [(sign, d.kind, load_numpy(ledger.store.read_bytes(digest)))
-                 for sign, rows in ((-1.0, ra), (1.0, rb)) for digest, _, d in rows]
+                 for sign, rows in ((-1.0, rows_a), (1.0, rows_b)) for digest, _, d in rows]
     except UNREADABLE:
         return None               # e.g. bfloat16 factors, which numpy cannot hold
     return sum_norm(parts, shape)
@@ -67,15 +69,18 @@ def _measured(ledger, v) -> list:
 
 
 def diff_versions(ledger, a: int, b: int) -> DiffView:
-    la, lb = ledger.lineage(a), ledger.lineage(b)
+    """The diff without the norms ‖B−A‖ (``None``; ``TensorDiff.rows`` keeps what ``diff_norm`` needs)."""
+    la, lb = ledger.lineage_deltas(a), ledger.lineage_deltas(b)     # three queries each, any length
     common = None
-    for x, y in zip(la, lb):
+    for (x, _dx, _kx), (y, _dy, _ky) in zip(la, lb):
         if x.id != y.id:
             break
         common = x.id
-    k = 0 if common is None else [x.id for x in la].index(common) + 1
-    path_a, path_b = la[k:], lb[[x.id for x in lb].index(common) + 1 if common is not None else 0:]
-    ca, cb = _contributions(ledger, path_a), _contributions(ledger, path_b)
+    ids_a, ids_b = [v.id for v, _d, _k in la], [v.id for v, _d, _k in lb]
+    k_a = 0 if common is None else ids_a.index(common) + 1
+    k_b = 0 if common is None else ids_b.index(common) + 1
+    ca = _contributions(ledger, [(v, d) for v, d, _k in la[k_a:]])
+    cb = _contributions(ledger, [(v, d) for v, d, _k in lb[k_b:]])
     tensors = []
     for name in sorted(set(ca) | set(cb)):
         # the same artifact on both sides (a revert re-applies later deltas) cancels out
@@ -86,14 +91,20 @@ def diff_versions(ledger, a: int, b: int) -> DiffView:
         ra, rb = _take(ca.get(name, []), only_a), _take(cb.get(name, []), only_b)
         bound = sum(d.norm for _, _, d in ra + rb)
         tensors.append(TensorDiff(tensor=name, only_a=sorted(s for _, s, _ in ra), only_b=sorted(s for _, s, _ in rb),
-                                  norm=_diff_norm(ledger, ra, rb), bound=bound))
+                                  norm=None, bound=bound, rows=(ra, rb)))
+    va, vb = la[-1][0], lb[-1][0]
     edit_a, edit_b = _edit_of(ledger, a), _edit_of(ledger, b)
     same_edit = bool(edit_a) and edit_a == edit_b
-    pa = {(p.suite, p.metric, p.against): p.value for p in _measured(ledger, la[-1])}
-    pb = {(p.suite, p.metric, p.against): p.value for p in _measured(ledger, lb[-1])}
+    pa = {(p.suite, p.metric, p.against): p.value for p in _measured(ledger, va)}
+    pb = {(p.suite, p.metric, p.against): p.value for p in _measured(ledger, vb)}
     keys = sorted(set(pa) | set(pb), key=lambda k: (metric_order(k[:2]), k[2]))
     metrics = [MetricDiff(suite=s, metric=m, against=ag, a=pa.get((s, m, ag)), b=pb.get((s, m, ag)),
                           comparable=s in FIXED_SUITES or same_edit)
                for s, m, ag in keys]
-    return DiffView(a_id=a, b_id=b, a_label=_label(la[-1]), b_label=_label(lb[-1]), common_id=common,
+    return DiffView(a_id=a, b_id=b, a_label=_label(va), b_label=_label(vb), common_id=common,
                     tensors=tensors, metrics=metrics, same_edit=same_edit)
+
+
+def fill_norms(ledger, view: DiffView) -> None:
+    for t in view.tensors:
+        t.norm = diff_norm(ledger, *t.rows)

@@ -54,7 +54,7 @@ def _edit(data: "LedgerData", view: DetailView) -> Text:
     ns = values.get(("neighborhood", "ns"))
     if ns is not None:
         change = ns.vs_previous if ns.vs_previous is not None else (
-            ns.vs_base if view.parent_id is not None and data.ledger.version(view.parent_id).kind == "base" else None)
+            ns.vs_base if ns.previous_is_base else None)
         if change is not None:
             line.append(" · neighbourhood ")
             line.append_text(F.change_text(change, True))

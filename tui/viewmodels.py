@@ -154,6 +154,7 @@ class TensorDiff:
     only_b: list[int]         # steps whose delta on this tensor only B's chain has
     norm: float | None        # ||W_b - W_a||_F when the factors could be read, else None
     bound: float              # sum of the differing deltas' norms (an upper bound on ||W_b - W_a||)
+    rows: Any = field(default=None, repr=False)   # the differing delta rows (A's, B's): for the norm
 
 
 @dataclass

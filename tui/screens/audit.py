@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from typing import Any
 
 from rich.text import Text
@@ -44,6 +45,7 @@ class AuditScreen(FilterableScreen):
         super().__init__()
         self.run_id = run_id
         self.EXPORT_NAME = f"audit-run{run_id}"
+        self.shown_at: float | None = None       # perf_counter when first painted (benchmark)
 
     def compose(self) -> ComposeResult:
         yield self.title_bar()
@@ -61,6 +63,7 @@ class AuditScreen(FilterableScreen):
         yield self.footer()
 
     def on_mount(self) -> None:
+        self.call_after_refresh(lambda: setattr(self, "shown_at", time.perf_counter()))
         self.reload()
         self.query_one("#main").focus()
 

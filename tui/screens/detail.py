@@ -12,8 +12,9 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
-from textual.widgets import Static, TabbedContent, TabPane
+from textual.containers import Vertical, VerticalScroll
+from textual.events import Click
+from textual.widgets import ContentSwitcher, Static
 
 from tui import format as F
 from tui.metrics import higher_is_better
@@ -23,7 +24,28 @@ from tui.screens.job import PROBE_HINT, JobScreen
 from tui.viewmodels import DeltaItem, DetailView, FindingItem, ProbeItemView
 from tui.widgets.lazy_table import Column, LazyTable
 
-TABS = {"edit": "#edit-scroll", "deltas": "#delta-table", "probes": "#probe-table"}
+TABS = {"edit": "#edit", "deltas": "#delta-table", "probes": "#probe-table"}
+TAB_LABELS = {"edit": "1 Edit", "deltas": "2 Deltas", "probes": "3 Probes"}
+
+
+class TabBar(Static):
+    """One line of tab names; a click picks one. (Textual's TabbedContent costs this screen about
+    half its opening time, for an underline animation.)"""
+
+    def show(self, active: str) -> None:
+        t = Text()
+        self.spans: list[tuple[int, int, str]] = []
+        for tab, label in TAB_LABELS.items():
+            start = t.cell_len
+            t.append(f" {label} ", style="bold reverse" if tab == active else "")
+            self.spans.append((start, t.cell_len, tab))
+            t.append(" ")
+        self.update(t)
+
+    def on_click(self, event: Click) -> None:
+        for start, end, tab in getattr(self, "spans", []):
+            if start <= event.x < end:
+                self.screen.action_tab(tab)
 
 
 class DetailScreen(LedgerScreen):
@@ -42,7 +64,7 @@ class DetailScreen(LedgerScreen):
         Binding("1", "tab('edit')", "Edit"),
         Binding("2", "tab('deltas')", "Deltas"),
         Binding("3", "tab('probes')", "Probes"),
-        Binding("tab", "app.focus_next", "Next pane"),
+        Binding("tab", "next_tab", "Next pane"),
         Binding("p", "probe", "Re-probe"),
         Binding("x", "export_weights", "Export"),
         Binding("escape", "back", "Back"),
@@ -58,11 +80,11 @@ class DetailScreen(LedgerScreen):
     def compose(self) -> ComposeResult:
         yield self.title_bar()
         yield Static("", id="outcome", markup=False)
-        with TabbedContent(initial="edit", id="tabs"):
-            with TabPane("Edit (1)", id="edit"):
-                with VerticalScroll(id="edit-scroll"):
-                    yield Static("", id="edit-text", markup=False)
-            with TabPane("Deltas (2)", id="deltas"):
+        yield TabBar(id="tabbar", markup=False)
+        with ContentSwitcher(initial="edit", id="tabs"):
+            with VerticalScroll(id="edit"):
+                yield Static("", id="edit-text", markup=False)
+            with Vertical(id="deltas"):
                 yield LazyTable([
                     Column("layer", "layer", justify="right", help="layer index in the tensor's name"),
                     Column("tensor", "tensor", flex=1, width=20, help="the weight the delta changes"),
@@ -78,7 +100,7 @@ class DetailScreen(LedgerScreen):
                     Column("bytes", "bytes", justify="right", sort_key=lambda d: d.nbytes, help="stored size")],
                     self.format_delta, id="delta-table")
                 yield Static("", id="delta-total", markup=False)
-            with TabPane("Probes (3)", id="probes"):
+            with Vertical(id="probes"):
                 yield Static("", id="probes-note", markup=False)
                 yield LazyTable([Column("suite", "suite", max_width=16), Column("metric", "metric", max_width=24),
                                  Column("value", "here", width=8, justify="right", help="the measurement at this version"),
@@ -94,7 +116,8 @@ class DetailScreen(LedgerScreen):
 
     def on_mount(self) -> None:
         self.reload()
-        self.query_one("#edit-scroll").focus()     # ↓ and PgDn scroll the Edit tab at once
+        self.query_one("#tabbar", TabBar).show("edit")
+        self.query_one("#edit").focus()     # ↓ and PgDn scroll the Edit tab at once
         self.call_after_refresh(lambda: setattr(self, "shown_at", time.perf_counter()))
 
     def reload(self) -> None:
@@ -154,14 +177,15 @@ class DetailScreen(LedgerScreen):
         if event.table.id == "probe-table":
             self.query_one("#probe-detail", Static).update(probe_detail_text(event.item))
 
-    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        target = TABS.get(event.pane.id or "")
-        if target:
-            self.query_one(target).focus()
-
     def action_tab(self, tab: str) -> None:
-        self.query_one("#tabs", TabbedContent).active = tab
+        self.query_one("#tabs", ContentSwitcher).current = tab
+        self.query_one("#tabbar", TabBar).show(tab)
         self.query_one(TABS[tab]).focus()
+
+    def action_next_tab(self) -> None:
+        tabs = list(TABS)
+        current = self.query_one("#tabs", ContentSwitcher).current or "edit"
+        self.action_tab(tabs[(tabs.index(current) + 1) % len(tabs)])
 
     def action_probe(self) -> None:
         v = self.view

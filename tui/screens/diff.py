@@ -1,9 +1,11 @@
 """Diff of two versions: which tensors differ and by how much, and every metric side by side."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Static
@@ -11,7 +13,7 @@ from textual.widgets import Static
 from tui import format as F
 from tui.metrics import higher_is_better
 from tui.screens.base import LedgerScreen
-from tui.viewmodels import MetricDiff, TensorDiff
+from tui.viewmodels import DiffView, MetricDiff, TensorDiff
 from tui.widgets.lazy_table import Column, LazyTable
 
 
@@ -33,6 +35,9 @@ class DiffScreen(LedgerScreen):
     def __init__(self, a: int, b: int) -> None:
         super().__init__()
         self.a, self.b = a, b
+        self.view: DiffView | None = None
+        self.norms_loaded = False
+        self.shown_at: float | None = None     # perf_counter when first painted (benchmark)
 
     def compose(self) -> ComposeResult:
         yield self.title_bar()
@@ -58,10 +63,13 @@ class DiffScreen(LedgerScreen):
     def on_mount(self) -> None:
         self.reload()
         self.query_one("#tensor-table").focus()
+        self.call_after_refresh(lambda: setattr(self, "shown_at", time.perf_counter()))
 
     def reload(self) -> None:
         super().reload()
-        v = self.data.diff(self.a, self.b)
+        v = self.view = self.data.diff(self.a, self.b, norms=False)
+        self.norms_loaded = False
+        self.load_norms(v)
         common = f" · common ancestor v{v.common_id}" if v.common_id is not None else ""
         self.set_title(f"A = {v.a_label}  ·  B = {v.b_label}{common}")
         self.query_one("#tensor-caption", Static).update(
@@ -75,8 +83,20 @@ class DiffScreen(LedgerScreen):
                "; the others are each version's own step prompts: compare them with care"))
         self.query_one("#metric-table", LazyTable).set_items(v.metrics)
 
+    @work(thread=True, exclusive=True, group="diff-norms")
+    def load_norms(self, view: DiffView) -> None:
+        """‖B−A‖ reads every differing delta's factors (thousands across a long run): off the UI thread."""
+        self.data.diff_norms(view)
+        self.app.call_from_thread(self._norms_ready, view)
+
+    def _norms_ready(self, view: DiffView) -> None:
+        if view is self.view:
+            self.norms_loaded = True
+            self.query_one("#tensor-table", LazyTable).refresh()
+
     def format_tensor(self, t: TensorDiff) -> list[Any]:
-        return [t.tensor, F.ranges(t.only_a), F.ranges(t.only_b), F.num(t.norm, 4), F.num(t.bound, 4)]
+        norm = F.num(t.norm, 4) if self.norms_loaded else "…"
+        return [t.tensor, F.ranges(t.only_a), F.ranges(t.only_b), norm, F.num(t.bound, 4)]
 
     def format_metric(self, m: MetricDiff) -> list[Any]:
         change = (F.change_text(m.change, higher_is_better(m.metric)) if m.comparable

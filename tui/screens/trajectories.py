@@ -5,6 +5,7 @@ a y axis that does not turn a 1% change into a cliff."""
 from __future__ import annotations
 
 import math
+import time
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -94,6 +95,7 @@ class TrajectoryScreen(LedgerScreen):
         self.culprits: dict[int, list[int]] = {}  # run id -> culprit steps
         self.ticks: list[int] = []
         self.ylim: tuple[float, float] | None = None
+        self.shown_at: float | None = None       # perf_counter when first painted (benchmark)
 
     def compose(self) -> ComposeResult:
         yield self.title_bar()
@@ -105,6 +107,7 @@ class TrajectoryScreen(LedgerScreen):
         yield self.footer()
 
     def on_mount(self) -> None:
+        self.call_after_refresh(lambda: setattr(self, "shown_at", time.perf_counter()))
         self.reload()
         self.query_one("#metric-list").focus()
 
@@ -124,7 +127,7 @@ class TrajectoryScreen(LedgerScreen):
         first = next((i for i, m in enumerate(metrics) if m in self.chosen), 0)
         if metrics:
             sel.highlighted = first     # ↓ then moves to the next metric, space toggles that one
-        names = ", ".join(self.data.run(r).name for r in self.run_ids)
+        names = ", ".join(self.data.run_name(r) for r in self.run_ids)
         self.set_title(f"Trajectories · {names} · {len(metrics)} metrics")
         self.culprits = {r: self.data.culprit_steps(r) for r in self.run_ids}
         self.redraw()
@@ -136,7 +139,7 @@ class TrajectoryScreen(LedgerScreen):
     def redraw(self) -> None:
         self.series, self.plotted, self.notes = [], [], []
         for rid in self.run_ids:
-            prefix = f"{self.data.run(rid).name} " if len(self.run_ids) > 1 else ""
+            prefix = f"{self.data.run_name(rid)} " if len(self.run_ids) > 1 else ""
             for m in self.chosen or []:
                 s = self.data.series(rid, m)
                 if s.steps:
