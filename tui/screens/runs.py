@@ -111,7 +111,8 @@ class RunsScreen(FilterableScreen):
 
     def update_title(self) -> None:
         shown = len(self.table.rows)
-        count = f"{shown} of {len(self.runs)} runs" if shown != len(self.runs) else f"{len(self.runs)} runs"
+        total = f"{len(self.runs)} run{'' if len(self.runs) == 1 else 's'}"
+        count = f"{shown} of {total}" if shown != len(self.runs) else total
         parts = [f"editledger · {self.data.location}", count]
         if self.table.sort_label:
             parts.append(f"sort: {self.table.sort_label}")

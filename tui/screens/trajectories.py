@@ -189,6 +189,7 @@ class TrajectoryScreen(LedgerScreen):
                 ax.scatter(s.steps, ys, marker="●", color=color)
         if self.ticks:
             ax.xticks(self.ticks)
+            ax.xlim(self.ticks[0], max(self.ticks[-1], max(x for i in members for x in self.series[i].steps)))
         lim = y_range([v for i in members for v in self.plotted[i]])
         if lim is not None:
             ax.ylim(*lim)
