@@ -11,7 +11,7 @@ import pytest
 
 from ledger_fixtures import DEMO_DUMP, load_run
 from tui.data import LedgerData
-from tui_pilot import column, make_app, run_async, settle, shown, table, text_of, title
+from tui_pilot import column, make_app, run_async, settle, shown, table, title
 
 
 @pytest.fixture(scope="module")

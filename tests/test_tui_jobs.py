@@ -4,7 +4,6 @@ one line, and the screens below show what the command recorded when it ends."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sys
 import time
 

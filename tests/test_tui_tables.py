@@ -11,7 +11,7 @@ import pytest
 
 from ledger import Ledger
 from ledger_fixtures import FORGET_STEP, build_sample_ledger
-from tui_pilot import column, make_app, run_async, settle, shown, table, title
+from tui_pilot import column, make_app, run_async, settle, table, title
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +114,32 @@ async def test_columns_get_the_room_they_need(sample, tmp_path):
         widths = dict(zip([c.key for c in t.columns], t._layout_widths(t.scrollable_content_region.width)))
         flags = t.cell_texts(FORGET_STEP)[column(app, "flags")]
         assert len(flags) <= widths["flags"] and widths["flags"] >= 30
+
+
+@run_async
+async def test_detail_and_diff_tables_filter_and_keep_their_last_column(sample):
+    root, ids = sample
+    app = make_app(str(root / "ledger.db"), ids["runs"][0]["id"])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        table(app).move_to(7)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("slash", *"suite:neighborhood", "enter")    # from the Edit pane: the probes
+        assert {it.suite for it in table(app, "#probe-table").rows} == {"neighborhood"}
+        await pilot.press("escape")
+        assert len({it.suite for it in table(app, "#probe-table").rows}) > 1
+        await pilot.press("escape")
+        assert type(app.screen).__name__ == "TimelineScreen"
+        table(app).move_to(2)
+        await pilot.press("d")
+        table(app).move_to(8)
+        await pilot.press("d")
+        await settle(pilot)
+        t = table(app, "#metric-table")
+        assert t.max_scroll_y > 0                                  # a scrollbar takes two columns
+        header = "".join(seg.text for seg in t.render_line(0)).rstrip()
+        assert header.endswith("B−A")                              # not clipped to "B−"
+        t.focus()
+        await pilot.press("slash", *"metric:ppl", "enter")
+        assert [it.metric for it in t.rows] and {it.metric for it in t.rows} == {"ppl"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tui.harm import failed as edit_failed
 from tui.metrics import Metric
 
 
@@ -53,8 +54,7 @@ class TimelineItem:
     @property
     def failed(self) -> bool:
         """An edit whose own rewrite prompts do not all answer the new target."""
-        return self.kind == "edit" and self.efficacy is not None and self.efficacy == self.efficacy \
-            and self.efficacy < 1.0 - 1e-9
+        return self.kind == "edit" and edit_failed(self.efficacy)
 
     @property
     def harmed(self) -> bool:

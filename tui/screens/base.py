@@ -96,7 +96,8 @@ class LedgerScreen(Screen):
 
 
 class FilterableScreen(LedgerScreen):
-    """A screen whose tables filter by the text typed after `/` (tui/filters.py's tokens)."""
+    """A screen whose tables filter by the text typed after `/` (tui/filters.py's tokens). The
+    filter applies to the table that had the focus when `/` was pressed (the main one otherwise)."""
 
     BINDINGS = [
         Binding("slash", "filter", "Filter"),
@@ -104,6 +105,8 @@ class FilterableScreen(LedgerScreen):
     ]
 
     filter_text = ""
+    filter_error = ""
+    _filter_target: LazyTable | None = None
 
     async def filter_input(self) -> Input:
         """The filter box, created on the first `/` (an Input costs time to open a screen with)."""
@@ -123,17 +126,25 @@ class FilterableScreen(LedgerScreen):
     def table(self) -> LazyTable:
         return self.query_one("#main", LazyTable)
 
+    def filter_table(self) -> LazyTable:
+        return self._filter_target or self.active_table()
+
     def filter_fields(self) -> list[Field]:
-        """The fields a filter token can name (subclasses add theirs to the columns')."""
-        table = self.table
+        """The fields a filter token can name: the filtered table's columns (subclasses add theirs)."""
+        table = self.filter_table()
         fields = []
-        for i, c in enumerate(table.columns):
-            if c.key and c.key.isidentifier():
-                fields.append(Field(c.key, lambda it, i=i: _cell_value(table, it, i)))
+        for i, c in enumerate(table.columns if table is not None else []):
+            if c.key and c.key.replace("/", "_").isidentifier():
+                fields.append(Field(c.key, lambda it, i=i, t=table: _cell_value(t, it, i)))
         return fields
 
     async def action_filter(self) -> None:
-        self._filter_target = self.active_table() or self.table
+        await self.start_filter(self.active_table())
+
+    async def start_filter(self, target: LazyTable | None) -> None:
+        if target is not self._filter_target and self.filter_text:
+            self.apply_filter("")                 # one filter at a time: clear the other table's
+        self._filter_target = target
         inp = await self.filter_input()
         inp.display = True
         inp.value = self.filter_text
@@ -146,11 +157,11 @@ class FilterableScreen(LedgerScreen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
             event.input.display = bool(self.filter_text)
-            self.table.focus()
+            self.filter_table().focus()
 
     def apply_filter(self, text: str) -> None:
         self.filter_text = text.strip()
-        table = self.table
+        table = self.filter_table()
         try:
             keep = compile_filter(self.filter_text, self.filter_fields(),
                                   lambda it: " ".join(table.cell_texts_of(it)) + " " + self.filter_haystack(it))
@@ -161,8 +172,6 @@ class FilterableScreen(LedgerScreen):
         self.filter_error = ""
         table.set_filter(keep)
         self.after_filter()
-
-    filter_error = ""
 
     def filter_haystack(self, item: Any) -> str:
         """Extra searchable text for a row beyond its cells (subclasses)."""
@@ -177,7 +186,7 @@ class FilterableScreen(LedgerScreen):
             return ""
         if self.filter_error:
             return f"filter: {self.filter_text} ({self.filter_error})"
-        return f"filter: {self.filter_text} ({len(self.table.rows)} shown)"
+        return f"filter: {self.filter_text} ({len(self.filter_table().rows)} shown)"
 
     def on_lazy_table_sorted(self, event: LazyTable.Sorted) -> None:
         self.after_filter()
@@ -188,7 +197,7 @@ class FilterableScreen(LedgerScreen):
             inp.value = ""
             self.apply_filter("")
             inp.display = False
-            self.table.focus()
+            self.filter_table().focus()
             return
         super().action_back()
 

@@ -18,7 +18,7 @@ from textual.widgets import ContentSwitcher, Static
 
 from tui import format as F
 from tui.metrics import higher_is_better
-from tui.screens.base import LedgerScreen
+from tui.screens.base import FilterableScreen
 from tui.screens.dialogs import InfoScreen
 from tui.screens.job import PROBE_HINT, JobScreen
 from tui.viewmodels import DeltaItem, DetailView, FindingItem, ProbeItemView
@@ -48,7 +48,7 @@ class TabBar(Static):
                 self.screen.action_tab(tab)
 
 
-class DetailScreen(LedgerScreen):
+class DetailScreen(FilterableScreen):
     HELP = ("One version. The line under the title says whether the edit took and what it cost "
             "(or, for a reset or revert, where it goes back to and whether it repaired anything once "
             "measured). Edit: the audit's findings on this step, the request(s), the step's probe "
@@ -67,6 +67,7 @@ class DetailScreen(LedgerScreen):
         Binding("tab", "next_tab", "Next pane"),
         Binding("p", "probe", "Re-probe"),
         Binding("x", "export_weights", "Export"),
+        Binding("slash", "filter", "Filter"),
         Binding("escape", "back", "Back"),
     ]
 
@@ -182,6 +183,13 @@ class DetailScreen(LedgerScreen):
         self.query_one("#tabbar", TabBar).show(tab)
         self.query_one(TABS[tab]).focus()
 
+    async def action_filter(self) -> None:
+        target = self.focused if isinstance(self.focused, LazyTable) else None
+        if target is None:                            # the Edit pane has no rows: filter the probes
+            self.action_tab("probes")
+            target = self.query_one("#probe-table", LazyTable)
+        await self.start_filter(target)
+
     def action_next_tab(self) -> None:
         tabs = list(TABS)
         current = self.query_one("#tabs", ContentSwitcher).current or "edit"
@@ -203,6 +211,9 @@ class DetailScreen(LedgerScreen):
             copy=cmd))
 
     def action_back(self) -> None:
+        if self.filter_text or self.filter_has_focus():
+            super().action_back()       # clears the filter first
+            return
         self.app.pop_screen()
 
 

@@ -12,12 +12,12 @@ from textual.widgets import Static
 
 from tui import format as F
 from tui.metrics import higher_is_better
-from tui.screens.base import LedgerScreen
+from tui.screens.base import FilterableScreen
 from tui.viewmodels import DiffView, MetricDiff, TensorDiff
 from tui.widgets.lazy_table import Column, LazyTable
 
 
-class DiffScreen(LedgerScreen):
+class DiffScreen(FilterableScreen):
     HELP = ("Two versions compared. Tensors: every tensor whose delta chain differs, with the steps "
             "whose edits only A or only B applied (a revert's re-applied deltas keep their own step), "
             "‖W_B − W_A‖ computed from the stored delta factors in float64, and the sum of the "
@@ -29,6 +29,7 @@ class DiffScreen(LedgerScreen):
     BINDINGS = [
         Binding("w", "swap", "Swap A/B"),
         Binding("tab", "app.focus_next", "Next table"),
+        Binding("slash", "filter", "Filter"),
         Binding("escape", "back", "Back"),
     ]
 
@@ -108,4 +109,7 @@ class DiffScreen(LedgerScreen):
         self.reload()
 
     def action_back(self) -> None:
+        if self.filter_text or self.filter_has_focus():
+            super().action_back()       # clears the filter first
+            return
         self.app.pop_screen()
