@@ -689,7 +689,7 @@ class Ledger:
         q = sa.select(pr.version_id, pr.step, pr.against, pr.value).where(
             pr.run_id == run_id, pr.suite == suite, pr.metric == metric).order_by(pr.step, pr.version_id)
         with self.engine.connect() as c, _gc_paused():
-            return [tuple(r) for r in c.execute(q)]
+            return c.execute(q).all()
 
     def probe_values(self, version_ids: Sequence[int]) -> list[tuple[int, str, str, str, float, int]]:
         """(version_id, suite, metric, against, value, count) of the versions' probes, without detail."""
@@ -761,6 +761,19 @@ class Ledger:
         if row is None:
             raise InputError(f"run {run_id} does not exist in this ledger")
         return tuple(row)
+    def deltas_light(self, version_ids: Sequence[int]) -> dict[int, list[tuple[str, str, str, list, int | None, float]]]:
+        """version id -> [(tensor, kind, artifact_digest, shape, rank, norm)] of its deltas in apply
+        order (keyframes excluded), without the row objects: a diff across 10,000 versions."""
+        d = DeltaRow.__table__.c
+        out: dict[int, list] = {vid: [] for vid in version_ids}
+        ids = list(out)
+        with self.engine.connect() as c, _gc_paused():
+            for chunk in range(0, len(ids), 500):
+                q = sa.select(d.version_id, d.tensor, d.kind, d.artifact_digest, d.shape, d.rank, d.norm).where(
+                    d.version_id.in_(ids[chunk:chunk + 500]), d.kind != "keyframe").order_by(d.version_id, d.position)
+                for vid, *rest in c.execute(q):
+                    out[vid].append(tuple(rest))
+        return out
     # ================================================================== end of TUI read queries
 
 

@@ -10,7 +10,7 @@ from tui.data import layer_of
 from tui.filters import Field, FilterError, compile_filter
 from tui.graph import graph_lanes
 from tui.metrics import finding_label, key_metrics, order_metrics, short_metric
-from tui.screens.trajectories import int_ticks, relative, y_range
+from tui.screens.trajectories import int_ticks, relative, thin, y_range
 from tui.viewmodels import TimelineItem
 
 
@@ -149,6 +149,10 @@ def test_plot_axes():
     lo, hi = y_range([29.1, 28.6, 28.9])
     assert lo == pytest.approx(28.85 - 0.6 * 2.91) and hi == pytest.approx(28.85 + 0.6 * 2.91)
     assert relative([2.0, 3.0]) == ([1.0, 1.5], "÷ its first value")
+    # 10 points into 2 buckets of 5: each keeps its lowest and highest, in step order
+    xs, ys = list(range(10)), [1.0, 5.0, 2.0, 0.0, 3.0, 3.0, 3.0, 9.0, 3.0, 3.0]
+    assert thin(xs, ys, most=4) == ([1, 3, 5, 7], [5.0, 0.0, 3.0, 9.0])
+    assert thin(xs, ys, most=10) == (xs, ys)
     assert relative([0.0, 0.5]) == ([0.0, 0.5], "minus its first value (0)")
 
 

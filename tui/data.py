@@ -88,15 +88,19 @@ class LedgerData:
             self._base_cache[key] = dict(ref.get("base_metrics") or {}) if start_is_base else {}
         return self._base_cache[key]
 
-    @staticmethod
-    def _value_on_line(lineage: Sequence[tuple], refs: dict[int, dict[str, float]]) -> float | None:
-        """The metric at the lineage's last version, or at its nearest measured ancestor in the run
-        (a reset marker has its target's weights; perplexity is measured every few steps). None
-        when no version of the run on that line was measured."""
-        for vid, *_rest in reversed(lineage):
+    def _value_on_line(self, head: int, refs: dict[int, dict[str, float]], hops: int = 64) -> float | None:
+        """The metric at ``head``, or at its nearest measured ancestor in the run (a reset marker
+        has its target's weights; perplexity is measured every few steps): parents are read a few
+        at a time, not the whole lineage. None when none within ``hops`` was measured."""
+        vid: int | None = head
+        for _ in range(hops):
+            if vid is None:
+                return None
             v = harm.preferred(refs.get(vid))
             if v is not None:
                 return v
+            info = self.ledger.versions_light([vid]).get(vid)
+            vid = info[0] if info is not None else None
         return None
 
     # ----- runs -------------------------------------------------------------------------------
@@ -107,18 +111,14 @@ class LedgerData:
                            stream=r.stream_name, stream_kind=r.stream_kind, status=r.status, steps=r.steps,
                            head_id=r.head_version_id, updated=stamp(r.updated_at))
             metrics = set(self.ledger.metrics(r.id))
-            if EFFICACY in metrics:
-                eff = [harm.preferred(x) for x in self._refs(r.id, EFFICACY).values()]
-                eff = [e for e in eff if e is not None and e == e]
+            if EFFICACY in metrics:   # an edit took when all its rewrite prompts answer the new target
+                eff = [v for _s, v in self.ledger.trajectory(r.id, *EFFICACY, against="none") if v == v]
                 item.edits, item.edits_ok = len(eff), sum(e >= harm.FULL for e in eff)
-            lineage = None
             start_id = self.ledger.run_light(r.id)[2]
-            if RETENTION in metrics or PPL in metrics:
-                lineage = self.ledger.lineage_ids(r.head_version_id)
             if RETENTION in metrics:
-                item.held = self._value_on_line(lineage, self._refs(r.id, RETENTION))
+                item.held = self._value_on_line(r.head_version_id, self._refs(r.id, RETENTION))
             if PPL in metrics:
-                at_head = self._value_on_line(lineage, self._refs(r.id, PPL))
+                at_head = self._value_on_line(r.head_version_id, self._refs(r.id, PPL))
                 at_start = self._start_refs(r.id, start_id, PPL).get("none")
                 if at_head is not None and at_start:
                     item.ppl_ratio = at_head / at_start

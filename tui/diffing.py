@@ -4,7 +4,7 @@ where both measured the same items."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 from safetensors.numpy import load as load_numpy
 
@@ -12,6 +12,23 @@ from ledger.delta_norms import sum_norm
 from tui.metrics import FIXED_SUITES, metric_order
 from tui.viewmodels import DiffView, MetricDiff, TensorDiff
 from tui.weights import UNREADABLE
+
+
+class VersionRef(NamedTuple):
+    id: int
+    parent_id: int | None
+    run_id: int | None
+    step: int
+    kind: str
+
+
+class DeltaRef(NamedTuple):
+    tensor: str
+    kind: str
+    artifact_digest: str
+    shape: list
+    rank: int | None
+    norm: float
 
 
 def _label(v) -> str:
@@ -70,17 +87,18 @@ def _measured(ledger, v) -> list:
 
 def diff_versions(ledger, a: int, b: int) -> DiffView:
     """The diff without the norms ‖B−A‖ (``None``; ``TensorDiff.rows`` keeps what ``diff_norm`` needs)."""
-    la, lb = ledger.lineage_deltas(a), ledger.lineage_deltas(b)     # three queries each, any length
+    la = [VersionRef(*r) for r in ledger.lineage_ids(a)]      # light rows: a diff may span 10,000 versions
+    lb = [VersionRef(*r) for r in ledger.lineage_ids(b)]
     common = None
-    for (x, _dx, _kx), (y, _dy, _ky) in zip(la, lb):
+    for x, y in zip(la, lb):
         if x.id != y.id:
             break
         common = x.id
-    ids_a, ids_b = [v.id for v, _d, _k in la], [v.id for v, _d, _k in lb]
-    k_a = 0 if common is None else ids_a.index(common) + 1
-    k_b = 0 if common is None else ids_b.index(common) + 1
-    ca = _contributions(ledger, [(v, d) for v, d, _k in la[k_a:]])
-    cb = _contributions(ledger, [(v, d) for v, d, _k in lb[k_b:]])
+    k_a = 0 if common is None else [v.id for v in la].index(common) + 1
+    k_b = 0 if common is None else [v.id for v in lb].index(common) + 1
+    deltas = ledger.deltas_light([v.id for v in la[k_a:] + lb[k_b:]])
+    ca = _contributions(ledger, [(v, [DeltaRef(*d) for d in deltas[v.id]]) for v in la[k_a:]])
+    cb = _contributions(ledger, [(v, [DeltaRef(*d) for d in deltas[v.id]]) for v in lb[k_b:]])
     tensors = []
     for name in sorted(set(ca) | set(cb)):
         # the same artifact on both sides (a revert re-applies later deltas) cancels out
@@ -92,7 +110,7 @@ def diff_versions(ledger, a: int, b: int) -> DiffView:
         bound = sum(d.norm for _, _, d in ra + rb)
         tensors.append(TensorDiff(tensor=name, only_a=sorted(s for _, s, _ in ra), only_b=sorted(s for _, s, _ in rb),
                                   norm=None, bound=bound, rows=(ra, rb)))
-    va, vb = la[-1][0], lb[-1][0]
+    va, vb = la[-1], lb[-1]
     edit_a, edit_b = _edit_of(ledger, a), _edit_of(ledger, b)
     same_edit = bool(edit_a) and edit_a == edit_b
     pa = {(p.suite, p.metric, p.against): p.value for p in _measured(ledger, va)}

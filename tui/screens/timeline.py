@@ -27,8 +27,9 @@ from tui.widgets.lazy_table import Column, LazyTable
 
 class TimelineScreen(FilterableScreen):
     HELP = ("One row per version of the run. The graph column draws the version DAG (● edit, "
-            "◆ reset/revert/branch, ○ base, ◉ the head; ├─ links a reset, a revert or a branch to the "
-            "version it goes back to, which the edit column names). Edits no longer on the head's "
+            "◆ reset/revert/branch, ○ base, ◉ the head; a reset, a revert or a branch hangs by a line "
+            "(●─╮ … ◆) from the version it goes back to, which the edit column names too: ↖ v7). "
+            "Edits no longer on the head's "
             "history are dimmed. Harm at a glance, from the probes alone: ✗ an edit that failed, "
             "'forgot' the earlier edits this step made the model lose, ⚑ an audit finding; n / N jump "
             "to the next / previous such row. / filters (e.g. flag:forgetting, eff<1, kind:revert). "

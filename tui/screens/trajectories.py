@@ -25,6 +25,7 @@ COLORS = ["cyan", "orange", "green", "magenta", "blue", "yellow", "red", "white"
 RICH = {"orange": "orange1"}
 MIN_SPAN = 0.1          # the y axis spans at least 10% of the values' size (±5% around them)
 DENSE = 24              # a series with more points than this and no gaps is drawn without markers
+DRAWN = 1000            # at most this many points are drawn per series (a plot is ~2 dots per cell wide)
 
 
 def int_ticks(lo: int, hi: int, most: int = 12) -> list[int]:
@@ -54,6 +55,26 @@ def y_range(values: list[float]) -> tuple[float, float] | None:
     span = max(hi - lo, MIN_SPAN * max(abs(lo), abs(hi)), 1e-9)
     mid = (lo + hi) / 2
     return mid - 0.6 * span, mid + 0.6 * span
+
+
+def thin(xs: list[int], ys: list[float], most: int = DRAWN) -> tuple[list[int], list[float]]:
+    """At most ``most`` points of a long series for drawing: per bucket of consecutive points its
+    lowest and its highest (in step order), so that a one-step spike stays visible."""
+    n = len(xs)
+    if n <= most:
+        return xs, ys
+    out_x, out_y = [], []
+    buckets = most // 2
+    for b in range(buckets):
+        lo, hi = b * n // buckets, (b + 1) * n // buckets
+        idx = range(lo, hi)
+        finite = [i for i in idx if ys[i] is not None and math.isfinite(ys[i])] or list(idx)
+        i_min = min(finite, key=lambda i: ys[i] if ys[i] is not None and math.isfinite(ys[i]) else math.inf)
+        i_max = max(finite, key=lambda i: ys[i] if ys[i] is not None and math.isfinite(ys[i]) else -math.inf)
+        for i in sorted({i_min, i_max}):
+            out_x.append(xs[i])
+            out_y.append(ys[i])
+    return out_x, out_y
 
 
 def relative(values: list[float]) -> tuple[list[float], str]:
@@ -181,12 +202,13 @@ class TrajectoryScreen(LedgerScreen):
         ax.xlabel("step")
         ax.title(title)
         for i in members:
-            s, ys = self.series[i], self.plotted[i]
+            s = self.series[i]
+            xs, ys = thin(s.steps, self.plotted[i])
             color = COLORS[i % len(COLORS)]
-            ax.plot(s.steps, ys, marker="braille", color=color)
+            ax.plot(xs, ys, marker="braille", color=color)
             gaps = any(b - a > 1 for a, b in zip(s.steps, s.steps[1:]))
-            if gaps or len(s.steps) <= DENSE:
-                ax.scatter(s.steps, ys, marker="●", color=color)
+            if len(s.steps) <= DENSE or gaps and len(s.steps) <= DRAWN // 4:
+                ax.scatter(xs, ys, marker="●", color=color)
         if self.ticks:
             ax.xticks(self.ticks)
             ax.xlim(self.ticks[0], max(self.ticks[-1], max(x for i in members for x in self.series[i].steps)))
