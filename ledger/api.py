@@ -725,4 +725,119 @@ class Ledger:
             return _fsck.repair(self, report, min_age=min_age)
 
 
-__all__ = ["Ledger", "RunSummary", "TimelineRow", "FsckReport", "RepairResult", "UserError", "IntegrityError", "RunBusy"]
+    # ================================================================== TUI read queries
+    # Added on the `tui` branch, kept together for the merge. Read-only; they return plain tuples
+    # from indexed columns (no row objects, no JSON columns), so that the TUI reads a
+    # 10,000-version run in milliseconds.
+    def lineage_ids(self, version_id: int) -> list[tuple[int, int | None, int | None, int, str]]:
+        """(id, parent_id, run_id, step, kind) from the root to ``version_id`` (one recursive query)."""
+        v = VersionRow.__table__
+        anc = sa.select(v.c.id, v.c.parent_id, sa.literal(0).label("depth")).where(v.c.id == version_id) \
+            .cte("anc", recursive=True)
+        anc = anc.union_all(sa.select(v.c.id, v.c.parent_id, (anc.c.depth + 1).label("depth"))
+                            .join(anc, v.c.id == anc.c.parent_id))
+        q = sa.select(v.c.id, v.c.parent_id, v.c.run_id, v.c.step, v.c.kind).join(anc, v.c.id == anc.c.id) \
+            .order_by(anc.c.depth.desc())
+        with self.engine.connect() as c:
+            rows = [tuple(r) for r in c.execute(q)]
+        if not rows:
+            raise InputError(f"version {version_id} does not exist in this ledger")
+        return rows
+
+    def metric_values(self, run_id: int, suite: str, metric: str) -> list[tuple[int, int, str, float]]:
+        """(version_id, step, against, value) of one metric over a run, every reference, in
+        (step, version id) order; read from the covering trajectory index."""
+        pr = ProbeResultRow.__table__.c
+        q = sa.select(pr.version_id, pr.step, pr.against, pr.value).where(
+            pr.run_id == run_id, pr.suite == suite, pr.metric == metric).order_by(pr.step, pr.version_id)
+        with self.engine.connect() as c, _gc_paused():
+            return c.execute(q).all()
+
+    def probe_values(self, version_ids: Sequence[int]) -> list[tuple[int, str, str, str, float, int]]:
+        """(version_id, suite, metric, against, value, count) of the versions' probes, without detail."""
+        pr = ProbeResultRow.__table__.c
+        out: list[tuple[int, str, str, str, float, int]] = []
+        ids = list(version_ids)
+        with self.engine.connect() as c:
+            for chunk in range(0, len(ids), 500):   # SQLite's bound-parameter limit
+                q = sa.select(pr.version_id, pr.suite, pr.metric, pr.against, pr.value, pr.count) \
+                    .where(pr.version_id.in_(ids[chunk:chunk + 500])).order_by(pr.version_id, pr.id)
+                out.extend(tuple(r) for r in c.execute(q))
+        return out
+
+    def probe_details(self, version_ids: Sequence[int], suite: str, metric: str,
+                      against: str = "none") -> dict[int, Any]:
+        """version id -> the stored per-prompt detail of one metric (versions without it are absent)."""
+        pr = ProbeResultRow.__table__.c
+        out: dict[int, Any] = {}
+        ids = list(version_ids)
+        with self.engine.connect() as c:
+            for chunk in range(0, len(ids), 500):
+                q = sa.select(pr.version_id, pr.detail).where(
+                    pr.version_id.in_(ids[chunk:chunk + 500]), pr.suite == suite, pr.metric == metric,
+                    pr.against == against)
+                out.update((vid, d) for vid, d in c.execute(q) if d is not None)
+        return out
+
+    def delta_origins(self, digests: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """artifact digest -> (version id, step) of the edit version that first recorded it (a
+        revert re-applies the same artifacts under its own version)."""
+        d, v = DeltaRow.__table__.c, VersionRow.__table__.c
+        out: dict[str, tuple[int, int]] = {}
+        wanted = list(dict.fromkeys(digests))
+        with self.engine.connect() as c:
+            for chunk in range(0, len(wanted), 500):
+                q = sa.select(d.artifact_digest, v.id, v.step).join_from(
+                    DeltaRow.__table__, VersionRow.__table__, d.version_id == v.id).where(
+                    d.artifact_digest.in_(wanted[chunk:chunk + 500]), v.kind == "edit").order_by(v.id)
+                for digest, vid, step in c.execute(q):
+                    out.setdefault(digest, (vid, step))
+        return out
+
+    def run_keyframes(self, run_id: int, tensor: str) -> list[tuple[int, str, float]]:
+        """(version id, artifact digest, ‖W‖_F) of every keyframe of ``tensor`` in the run (a keyframe
+        is the full tensor after that version's deltas; its norm is recorded with it)."""
+        d, v = DeltaRow.__table__.c, VersionRow.__table__.c
+        q = sa.select(v.id, d.artifact_digest, d.norm).join_from(
+            DeltaRow.__table__, VersionRow.__table__, d.version_id == v.id).where(
+            v.run_id == run_id, d.kind == "keyframe", d.tensor == tensor).order_by(v.step, v.id)
+        with self.engine.connect() as c:
+            return [tuple(r) for r in c.execute(q)]
+    def versions_light(self, version_ids: Sequence[int]) -> dict[int, tuple[int | None, int | None, int, str]]:
+        """version id -> (parent_id, run_id, step, kind), without the JSON columns."""
+        v = VersionRow.__table__.c
+        out: dict[int, tuple[int | None, int | None, int, str]] = {}
+        ids = list(dict.fromkeys(version_ids))
+        with self.engine.connect() as c:
+            for chunk in range(0, len(ids), 500):
+                q = sa.select(v.id, v.parent_id, v.run_id, v.step, v.kind).where(v.id.in_(ids[chunk:chunk + 500]))
+                out.update((r[0], tuple(r[1:])) for r in c.execute(q))
+        return out
+
+    def run_light(self, run_id: int) -> tuple[str | None, str, int, int]:
+        """(name, method, start_version_id, head_version_id) of a run, without its config and hparams."""
+        r = RunRow.__table__.c
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(r.name, r.method, r.start_version_id, r.head_version_id)
+                            .where(r.id == run_id)).first()
+        if row is None:
+            raise InputError(f"run {run_id} does not exist in this ledger")
+        return tuple(row)
+    def deltas_light(self, version_ids: Sequence[int]) -> dict[int, list[tuple[str, str, str, list, int | None, float]]]:
+        """version id -> [(tensor, kind, artifact_digest, shape, rank, norm)] of its deltas in apply
+        order (keyframes excluded), without the row objects: a diff across 10,000 versions."""
+        d = DeltaRow.__table__.c
+        out: dict[int, list] = {vid: [] for vid in version_ids}
+        ids = list(out)
+        with self.engine.connect() as c, _gc_paused():
+            for chunk in range(0, len(ids), 500):
+                q = sa.select(d.version_id, d.tensor, d.kind, d.artifact_digest, d.shape, d.rank, d.norm).where(
+                    d.version_id.in_(ids[chunk:chunk + 500]), d.kind != "keyframe").order_by(d.version_id, d.position)
+                for vid, *rest in c.execute(q):
+                    out[vid].append(tuple(rest))
+        return out
+    # ================================================================== end of TUI read queries
+
+
+__all__ = ["Ledger", "RunSummary", "TimelineRow", "FsckReport", "RepairResult", "UserError", "IntegrityError",
+           "RunBusy"]

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ledger.errors import InputError
-from ledger.history import reset
+from ledger.history import branch, reset
 from ledger.values import preferred_value
 from simulator.editors import get_editor, load_hparams
 from simulator.probes import GeneralSets, ProbeConfig, ProbeRunner
@@ -133,10 +133,7 @@ class Replayer:
                             parent_version_id=start, name=name, own=True)   # this process is its one writer
         head = start
         if start != self.s.base_version_id:     # a branch: its first version marks where it leaves
-            origin = led.version(start)
-            head = led.add_marker(run.id, kind="branch", parent_version_id=start, step=first_step - 1,
-                                  tensor_fingerprints=dict(origin.tensor_fingerprints or {}),
-                                  note=f"branch from run {origin.run_id} step {origin.step}").id
+            head = branch(led, run.id, start, first_step).id
             self.s.checkout(head)
         return self._replay(run.id, steps, first_step, head, reference, previous=None, index=0)
 

@@ -140,7 +140,11 @@ class Session:
     # ---- the live version ------------------------------------------------------------------------
     def editor(self, method: str) -> Editor:
         if method not in self._editors:
-            self._editors[method] = get_editor(method)
+            try:
+                self._editors[method] = get_editor(method)
+            except InputError as e:
+                raise InputError(f"{e}. This ledger holds method state of {method!r}: use an editledger that "
+                                 "knows that method (or import the module that registers it)") from None
         return self._editors[method]
 
     def state(self, method: str) -> Any:

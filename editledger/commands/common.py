@@ -7,18 +7,10 @@ import os
 import re
 from pathlib import Path
 
+from editledger.text import printable  # noqa: F401  (the commands print stored text through it)
 from ledger.errors import InputError
 
 MAX_SEED = 2**32 - 1            # replay seeds each step with seed * 1_000_003 + step: keep it in int64
-# C0 and C1 control characters except newline and tab: stored text (subjects, notes) printed raw
-# could move the cursor or rewrite the terminal's title (ESC ] 0 ; ... BEL)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters shown as escapes (``\\x1b``), so stored strings cannot
-    drive the terminal."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def open_ledger(args, create: bool = True):
