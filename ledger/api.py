@@ -264,11 +264,12 @@ class Ledger:
             raise InputError(f"unknown run status {status!r}; use one of {', '.join(RUN_STATUSES)}")
         with self._write() as s:
             run = self._get(s, RunRow, run_id, "run")
-            self._check_writer(run, utcnow())
+            now = utcnow()
+            self._check_writer(run, now)
             run.status = status
             if note is not None:
                 run.note = note
-            run.updated_at = utcnow()
+            run.updated_at = now
 
     # ------------------------------------------------------------------ the run's one writer
     def acquire_run(self, run_id: int) -> None:
@@ -310,15 +311,17 @@ class Ledger:
             run.updated_at = utcnow()
             return True
 
-    def _check_writer(self, run: RunRow, now: datetime) -> None:
-        """Refuse to change ``run`` while another live process owns it; renew our own lease."""
+    def _check_writer(self, run: RunRow, now: datetime | None) -> None:
+        """Refuse to change ``run`` while another live process owns it; renew our own lease (when
+        ``now`` is given: inside the write transaction). The clock is read only when needed."""
         owner = lease.Owner.of(run)
         if owner is None:
             return
         if owner.token == self._token:
-            run.lease_renewed_at = now
+            if now is not None:
+                run.lease_renewed_at = now
             return
-        if owner.alive(now):
+        if owner.alive(now or utcnow()):
             raise RunBusy(f"run {run.id} is being written by {owner.describe()}: one writer at a time. "
                           f"Wait for it to finish (or stop it), then try again; `editledger log {run.id}` "
                           "shows what it has recorded so far")
@@ -346,7 +349,7 @@ class Ledger:
 
         # 0. a refused writer writes nothing (the transaction checks again: this is only the cheap early no)
         with self._session() as s:
-            self._check_writer(self._get(s, RunRow, run_id, "run"), utcnow())
+            self._check_writer(self._get(s, RunRow, run_id, "run"), None)
         # 1. artifacts, each written atomically before any row can reference it
         written: list[tuple[str, int | None]] = []
         for d in deltas:
@@ -470,13 +473,14 @@ class Ledger:
     def set_head(self, run_id: int, version_id: int) -> None:
         with self._write() as s:
             run = self._get(s, RunRow, run_id, "run")
-            self._check_writer(run, utcnow())
+            now = utcnow()
+            self._check_writer(run, now)
             v = self._get(s, VersionRow, version_id, "version")
             if v.base_model_id != run.base_model_id:
                 raise InputError(f"version {version_id} is a version of another base model; "
                                  f"run {run_id}'s head must stay on base model {run.base_model_id}")
             run.head_version_id = version_id
-            run.updated_at = utcnow()
+            run.updated_at = now
 
     def record_probes(self, version_id: int, probes: Iterable[ProbeRecord]) -> None:
         probes = self._checked_probes(probes)
