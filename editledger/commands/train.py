@@ -28,6 +28,9 @@ def register(sub) -> None:
     m.add_argument("-o", "--output", default=None, metavar="HPARAMS.json",
                    help="where to write the hyper-parameter file for replay (default: ./mend-<model>.json)")
     m.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
+    m.add_argument("--eval", type=int, default=20, metavar="N",
+                   help="after training, edit N held-out records one at a time and report the edit success "
+                        "(default 20; 0 = skip)")
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_args(m)
     m.set_defaults(func=run_mend)
@@ -38,7 +41,7 @@ def run_mend(args) -> int:
     import torch  # deferred: `editledger --help` must not pay for torch
 
     from simulator.editors import load_hparams
-    from simulator.editors.mend_train import MENDTrainer, checkpoint_path, load_records
+    from simulator.editors.mend_train import MENDTrainer, checkpoint_path, frozen, load_records
     from simulator.models import load_model
     if args.edits is not None and args.edits < 1:
         raise InputError("--edits must be at least 1")
@@ -59,7 +62,13 @@ def run_mend(args) -> int:
         t0 = time.perf_counter()
         stats = trainer.run(ckpt, progress=progress)
         wall = time.perf_counter() - t0
-        digest = led.put_trained(method="mend", tensors=trainer.net.to_tensors(), meta=trainer.artifact_meta(wall))
+        meta = trainer.artifact_meta(wall)
+        if args.eval > 0:
+            t1 = time.perf_counter()
+            with frozen(lm.model):
+                meta["held_out"] = trainer.evaluate(trainer.held_out(args.eval), progress=progress)
+            meta["held_out"]["wall_s"] = round(time.perf_counter() - t1, 1)
+        digest = led.put_trained(method="mend", tensors=trainer.net.to_tensors(), meta=meta)
     out = Path(args.output or f"mend-{Path(args.model).name}.json")
     hp_file = {"network": digest, "network_ledger": led.url,
                **{f: getattr(hp, f) for f in ("layers", "modules", "rank", "n_hidden")}}
@@ -68,6 +77,11 @@ def run_mend(args) -> int:
     print(f"trained network {digest} ({stats.edits} edits, {stats.steps} optimiser steps, {wall:.0f} s this run); "
           f"last step: edit loss {last.get('l_edit', float('nan')):.3f}, locality KL {last.get('l_loc', float('nan')):.4f}, "
           f"rephrase success {last.get('success', float('nan')):.2f}", file=sys.stderr)
+    if "held_out" in meta:
+        h = meta["held_out"]
+        seen = "never trained on" if hp.train_edits <= len(records) - h["records"] else "seen in training: the budget covers the file"
+        print(f"held-out edits ({h['records']} records, {seen}): efficacy {h['efficacy_top1']:.2f}, "
+              f"rephrase {h['generalization_top1']:.2f}, locality KL {h['locality_kl']:.4f}", file=sys.stderr)
     print(f"hyper-parameters written to {out}; edit with it:\n  editledger --db {args.db or led.url} replay STREAM "
           f"--model {args.model} --method mend --hparams {out}", file=sys.stderr)
     print(digest)

@@ -212,6 +212,35 @@ class MENDTrainer:
         self.stats = TrainStats(edits=s["edits"], steps=s["steps"], history=s["history"])
         return True
 
+    # ---- held-out evaluation (records the training never reached)
+    def held_out(self, n: int) -> list[dict]:
+        """The last ``n`` records of the first pass's order: unseen when ``train_edits`` < records - n."""
+        total = len(self.records)
+        return [self.record_at(total - 1 - i) for i in range(min(n, total))]
+
+    @torch.no_grad()
+    def evaluate(self, records: list[dict], progress: bool = False) -> dict:
+        """Edit success of the trained network, one edit at a time from the unedited model: top-1 of the
+        whole new answer on the question (efficacy) and on its rephrase (generalisation), and the KL on
+        the unrelated question's answer (locality), as in training."""
+        self.net.eval()
+        eff, gen, kl = [], [], []
+        for rec in tqdm(records, desc="evaluate mend", unit="edit", disable=not progress, leave=False):
+            ex_in, ex_out, ex_loc = self.examples(rec)
+            base = score_log_probs(self.model, [ex_loc], self.pad)[0]
+            with torch.enable_grad():
+                factors, _ = gradient_factors(self.model, self.net, [ex_in], self.pad)
+            ups = transformed_updates(self.net, factors)
+            with with_updates(self.model, ups):
+                lp_in, lp_out = score_log_probs(self.model, [ex_in, ex_out], self.pad)
+                post = score_log_probs(self.model, [ex_loc], self.pad)[0]
+            eff.append(float(lp_in.argmax(-1).tolist() == ex_in.targets))
+            gen.append(float(lp_out.argmax(-1).tolist() == ex_out.targets))
+            kl.append(float((base.exp() * (base - post)).sum(-1).mean()))
+        n = max(1, len(records))
+        return {"records": len(records), "efficacy_top1": sum(eff) / n, "generalization_top1": sum(gen) / n,
+                "locality_kl": sum(kl) / n}
+
     def artifact_meta(self, wall_s: float) -> dict:
         return {**self.net.meta(), "model_fingerprint": self.fingerprint, "data_digest": self.data_digest,
                 "records": len(self.records), "train": {f: getattr(self.hp, f) for f in TRAIN_FIELDS},
