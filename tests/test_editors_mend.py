@@ -204,3 +204,15 @@ def test_bad_training_data_is_one_clear_error(tmp_path, capsys):
 def test_shared_zsre_training_file_loads(shared_dir):
     recs = load_records(shared_dir / "data" / "zsre" / "zsre_mend_train-1k.json")
     assert len(recs) > 900 and {"src", "alt", "rephrase", "loc", "loc_ans"} == set(recs[0])
+
+
+def test_mend_in_the_contract_exactness_test(tiny, trained, tmp_path, monkeypatch):
+    """The editor contract's exactness test (every version, revert, branch, resume reproduce outputs
+    exactly) for MEND, whose replays need the trained network's hyper-parameters."""
+    import test_contract
+    with Ledger.open(str(tmp_path / "net.db")) as led:
+        digest = led.put_trained(method="mend", tensors=trained.net.to_tensors(), meta=trained.artifact_meta(1.0))
+    hp = {**HP, "network": digest, "network_ledger": str(tmp_path / "net.db")}
+    monkeypatch.setattr(test_contract, "FAST", {**test_contract.FAST, "hparams": hp})
+    (tmp_path / "contract").mkdir()
+    test_contract.test_every_version_revert_branch_and_resume_reproduce_outputs(tmp_path / "contract", "mend")
