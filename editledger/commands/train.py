@@ -34,7 +34,11 @@ def register(sub) -> None:
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_args(m)
     m.set_defaults(func=run_mend)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+    def no_method(_args) -> int:
+        p.print_help()
+        return 2
+    p.set_defaults(func=no_method)
 
 
 def run_mend(args) -> int:

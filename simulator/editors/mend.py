@@ -26,6 +26,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ledger import Ledger
 from ledger.errors import InputError
 from simulator.deltas import EditResult, TensorDelta
 from simulator.editors.base import Editor, register_editor
@@ -314,8 +315,7 @@ def with_updates(model, updates: dict[str, tuple[torch.Tensor, torch.Tensor]]) -
 
 
 # ------------------------------------------------------------------------------------------- editor
-def open_network_ledger(url: str):
-    from ledger import Ledger
+def open_network_ledger(url: str) -> Ledger:
     return Ledger.open(url or None, create=False)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 from tqdm import tqdm
 
@@ -188,7 +189,6 @@ class MENDTrainer:
 
     def load(self, path: Path) -> bool:
         """Resume from ``path`` if it is a checkpoint of this training (same model, data and settings)."""
-        from safetensors import safe_open
         path = Path(path)
         if not path.is_file():
             return False
