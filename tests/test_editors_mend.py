@@ -136,15 +136,11 @@ def test_resumed_training_ends_where_an_uninterrupted_one_does(tiny, tmp_path):
                        recs, tiny.fingerprint)
     full.run(None, progress=False)
     ck = tmp_path / "ck.safetensors"
-    first = MENDTrainer(tiny.model, tiny.tokenizer, tiny.spec, load_hparams("mend", tiny.spec, overrides={**HP, "train_edits": 12}),
+    first = MENDTrainer(tiny.model, tiny.tokenizer, tiny.spec, load_hparams("mend", tiny.spec, overrides={**HP, "train_edits": 6}),
                         recs, tiny.fingerprint)
-    first.hp.train_edits = 6                       # stands in for a kill after 6 edits (3 steps; checkpoint below)
-    first.run(None, progress=False)
-    first.save(ck)
+    first.run(ck, progress=False)                  # stands in for a kill after 6 edits (its last checkpoint)
     resumed = MENDTrainer(tiny.model, tiny.tokenizer, tiny.spec, load_hparams("mend", tiny.spec, overrides={**HP, "train_edits": 12}),
                           recs, tiny.fingerprint)
-    first.key = resumed.key                        # same model, data and settings: the checkpoint applies
-    first.save(ck)
     assert resumed.load(ck) and resumed.stats.edits == 6
     resumed.run(None, progress=False)
     a, b = full.net.to_tensors(), resumed.net.to_tensors()

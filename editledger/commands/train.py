@@ -61,6 +61,9 @@ def run_mend(args) -> int:
         ckpt = checkpoint_path(led.home, trainer.key)
         if not args.restart and trainer.load(ckpt):
             print(f"resuming from {ckpt} at edit {trainer.stats.edits} of {hp.train_edits}", file=sys.stderr)
+            if trainer.stats.edits > hp.train_edits:
+                print(f"the checkpoint is past the budget: storing the network as trained for {trainer.stats.edits} "
+                      "edits (--restart trains afresh)", file=sys.stderr)
         print(f"training MEND on {len(records)} records for {hp.train_edits} edits "
               f"({', '.join(t.tensor for t in trainer.net.targets)})", file=sys.stderr)
         t0 = time.perf_counter()

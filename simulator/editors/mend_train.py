@@ -36,6 +36,10 @@ from simulator.editors.mend import (MENDHyperParams, MENDNetwork, make_example, 
 RECORD_FIELDS = ("src", "alt", "rephrase", "loc", "loc_ans")
 TRAIN_FIELDS = ("lr", "lr_lr", "cedit", "cloc", "accumulate", "grad_clip", "train_edits", "max_length", "seed",
                 "edit_lr", "layers", "modules", "rank", "n_hidden")
+# The budget is not part of a checkpoint's key: the first k edits do not depend on it (constant learning
+# rates, a fixed order), so a training can be extended with a larger --edits. (Only a budget that is not a
+# multiple of `accumulate` ends on a partial step, which a longer run would not have taken.)
+KEY_FIELDS = tuple(f for f in TRAIN_FIELDS if f != "train_edits")
 
 
 def load_records(path: str | Path) -> list[dict]:
@@ -69,7 +73,7 @@ def records_digest(records: list[dict]) -> str:
 
 
 def training_key(model_fingerprint: str, data_digest: str, hp: MENDHyperParams) -> str:
-    cfg = {f: getattr(hp, f) for f in TRAIN_FIELDS}
+    cfg = {f: getattr(hp, f) for f in KEY_FIELDS}
     return hashlib.sha256(json.dumps([model_fingerprint, data_digest, cfg], sort_keys=True).encode()).hexdigest()
 
 
