@@ -50,7 +50,7 @@ class MENDHyperParams:
     accumulate: int = at_least(1, 10)  # training: edits per optimiser step (the reference's accumulate_bs)
     grad_clip: float = at_least(0.0, 100.0)  # training: clip of the gradient norm per optimiser step
     train_edits: int = at_least(1, 1000)  # training budget: edits seen (one optimiser step per `accumulate`)
-    max_length: int = at_least(2, 40)  # tokens kept of a training text (the reference's max_length)
+    max_length: int = at_least(2, 40)  # training: tokens kept of a training text (the reference's max_length)
     checkpoint_every: int = at_least(1, 20)  # training: optimiser steps between resumable checkpoints
     network: str = ""                  # digest of the trained network (written by `editledger train mend`)
     network_ledger: str = ""           # the ledger that holds it (--db URL or path); "" = $EDITLEDGER_DB / default
@@ -198,19 +198,18 @@ class Example:
     targets: list[int]
 
 
-def make_example(tokenizer, spec, prompt_text: str, target: str, max_length: int = 10_000) -> Example:
-    """prompt + target, scored on the target tokens (truncated to ``max_length`` tokens from the left of the
-    prompt, so the target always stays)."""
+def make_example(tokenizer, spec, prompt_text: str, target: str, max_length: int | None = None) -> Example:
+    """prompt + target, scored on the target tokens. With ``max_length`` (training) the text is cut to that
+    many tokens as the reference's tokenizer call truncates it: an answer longer than half of it keeps its
+    first max_length // 2 tokens, and the prompt loses tokens from the left."""
     full = spec.prompt_prefix + prompt_text
     p = token_ids(tokenizer, full)
     t = target_token_ids(tokenizer, full, target)
+    if max_length is not None and len(p) + len(t) - 1 > max_length:
+        t = t[: max(1, min(len(t), max_length // 2))]
+        p = p[max(0, len(p) + len(t) - 1 - max_length):]
     ids = p + t[:-1]
-    cut = max(0, len(ids) - max_length)
-    ids = ids[cut:]
-    first = len(p) - 1 - cut
-    if first < 0:
-        raise InputError(f"mend: the target {target!r} alone is longer than max_length; raise max_length")
-    return Example(ids, [first + j for j in range(len(t))], t)
+    return Example(ids, [len(p) - 1 + j for j in range(len(t))], t)
 
 
 def _batch(examples: list[Example], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -351,7 +350,7 @@ class MENDEditor(Editor):
         for r in requests:
             check_request(r)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-        examples = [make_example(tokenizer, spec, r.text, r.target_new, hp.max_length) for r in requests]
+        examples = [make_example(tokenizer, spec, r.text, r.target_new) for r in requests]   # the whole target
         factors, loss = gradient_factors(model, net, examples, pad)
         with torch.no_grad():
             ups = transformed_updates(net, factors)

