@@ -676,6 +676,32 @@ class Ledger:
         rep.unreferenced_rows = sorted(rows - used)
         return rep
 
+    # ------------------------------------------------------------------ trained networks (issue 12: MEND)
+    # A method that must be trained before it edits (MEND's hyper-network) keeps the trained network as a
+    # content-addressed artifact (row kind "other", header kind "trained"); every step that edits with it
+    # names its digest in ``stats_used`` and the run's hyper-parameters name it too.
+    def put_trained(self, *, method: str, tensors: dict[str, "torch.Tensor"], meta: dict[str, Any]) -> str:
+        """Store a trained network of ``method``; returns its digest (idempotent on content)."""
+        _jsonable(meta, "trained-network metadata")
+        digest, size = self._write_artifact(tensors, "trained", {"method": method, "meta": json.dumps(meta, sort_keys=True)})
+        with self._write() as s:
+            self._ensure_artifact_row(s, digest, "other", size)
+        return digest
+
+    def trained(self, digest: str) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
+        """(tensors, metadata) of a trained network, verified against its digest."""
+        with self._session() as s:
+            row = s.get(ArtifactRow, digest)
+        if row is None:
+            raise InputError(f"no trained network {digest[:12]}… in this ledger ({self.url}); train one with "
+                             "`editledger --db LEDGER train mend --model NAME --data FILE`")
+        tensors, header = self.read_artifact_with_header(digest)
+        if header.get(f"{META_PREFIX}artifact_kind") != "trained":
+            raise InputError(f"artifact {digest[:12]}… is not a trained network (it is a "
+                             f"{header.get(f'{META_PREFIX}artifact_kind', 'file')} artifact)")
+        return tensors, {"method": header.get(f"{META_PREFIX}method"),
+                         **json.loads(header.get(f"{META_PREFIX}meta", "{}"))}
+
 
     # ================================================================== TUI read queries
     # Added on the `tui` branch, kept together for the merge. Read-only; they return plain tuples
