@@ -108,13 +108,17 @@ def test_rrome_original_switch_reproduces_published_rome_keys(tiny, provider, mo
                                   load_hparams("r-rome", tiny.spec, overrides={"keys": "both"}), stats=provider)
 
 
-def test_rome_is_rrome_with_prefix_mean_keys(tiny, provider):
-    """editledger's ROME already solves with k* on both sides, so it equals r-ROME bit for bit."""
+def test_rome_is_published_rome_and_differs_from_rrome(tiny, provider):
+    """editledger's ROME is ROME as published: r-ROME with keys="original", bit for bit; r-ROME's own
+    keys (k* on both sides) give a different update."""
     a = get_editor("rome").edit(tiny.model, tiny.tokenizer, tiny.spec, [EIFFEL], load_hparams("rome", tiny.spec),
                                 stats=provider)
-    b = get_editor("r-rome").edit(tiny.model, tiny.tokenizer, tiny.spec, [EIFFEL], load_hparams("r-rome", tiny.spec),
-                                  stats=provider)
+    b = get_editor("r-rome").edit(tiny.model, tiny.tokenizer, tiny.spec, [EIFFEL],
+                                  load_hparams("r-rome", tiny.spec, overrides={"keys": "original"}), stats=provider)
     assert all(torch.equal(x.factors[k], y.factors[k]) for x, y in zip(a.deltas, b.deltas) for k in x.factors)
+    c = get_editor("r-rome").edit(tiny.model, tiny.tokenizer, tiny.spec, [EIFFEL], load_hparams("r-rome", tiny.spec),
+                                  stats=provider)
+    assert not torch.equal(a.deltas[0].factors["u"], c.deltas[0].factors["u"])
     assert a.diagnostics["method"] == "rome" and b.diagnostics["method"] == "r-rome"
 
 

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+
+from ledger.errors import InputError
 from tqdm import tqdm
 
 from simulator.deltas import EditResult, TensorDelta
@@ -63,9 +65,19 @@ def rome_closed_form(W: torch.Tensor, b: torch.Tensor | None, C: torch.Tensor | 
 
 
 def update_keys_prefix_mean(vr) -> tuple[torch.Tensor, torch.Tensor]:
-    """ROME's keys as this project computes them: k* (the mean over the context prefixes) on both sides."""
+    """r-ROME's keys: k* (the mean over the context prefixes) on both sides."""
     k_star = vr.keys.mean(0)
     return k_star, k_star
+
+
+def update_keys_published(vr, hparams) -> tuple[torch.Tensor, torch.Tensor]:
+    """ROME's keys as kmeng01/rome computes them: the left vector from k* (``compute_u``: the mean over
+    the context prefixes), the value solved for k(s), the key of the bare edit prompt (``compute_v``:
+    ``cur_input``), so that W' k(s) + b = v* exactly."""
+    if hparams.context_prefixes[:1] != [""]:
+        raise InputError("ROME solves for the key of the bare edit prompt: context_prefixes must start with \"\" "
+                         f"(got {hparams.context_prefixes[:1]!r})")
+    return vr.keys.mean(0), vr.keys[0]
 
 
 @register_editor
@@ -78,7 +90,7 @@ class ROMEEditor(Editor):
 
     def update_keys(self, vr, hparams) -> tuple[torch.Tensor, torch.Tensor]:
         """(key of the left vector C^-1 k, key the value is solved for); r-ROME overrides this."""
-        return update_keys_prefix_mean(vr)
+        return update_keys_published(vr, hparams)
 
     def edit(self, model, tokenizer, spec, requests, hparams: ROMEHyperParams, *, stats=None, state=None,
              progress: bool = False) -> EditResult:

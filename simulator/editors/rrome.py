@@ -12,8 +12,8 @@ mirrored here by ``keys``:
     prompt        k_L = k_V = k(s)   keys of the bare prompt on both sides (``enable_prompt_keys``)
     original      k_L = k*, k_V = k(s)   ROME as published (``original_implementation``)
 
-editledger's own ``rome`` already solves with k* on both sides (it equals ``keys="prefix_mean"``); the
-``original`` switch is what makes the published ROME's behaviour available for a side-by-side run.
+editledger's ``rome`` is ROME as published (it equals ``keys="original"``), so the two can be compared on
+one stream: ``--method rome`` against ``--method r-rome``.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import torch
 
 from ledger.errors import InputError
 from simulator.editors.base import register_editor
-from simulator.editors.rome import ROMEEditor, ROMEHyperParams, update_keys_prefix_mean
+from simulator.editors.rome import ROMEEditor, ROMEHyperParams, update_keys_prefix_mean, update_keys_published
 
 KEY_MODES = ("prefix_mean", "prompt", "original")
 
@@ -43,13 +43,10 @@ class RROMEEditor(ROMEEditor):
             raise InputError(f"r-rome hyper-parameter 'keys' must be one of {', '.join(KEY_MODES)}, got {hparams.keys!r}")
         if hparams.keys == "prefix_mean":
             return update_keys_prefix_mean(vr)
-        if hparams.context_prefixes[:1] != [""]:
-            raise InputError(f"r-rome keys={hparams.keys!r} needs the bare prompt as the first context prefix "
-                             "(context_prefixes must start with \"\")")
-        k_prompt = vr.keys[0]          # row 0: the edit prompt with no prefix, k(s)
+        k_star, k_prompt = update_keys_published(vr, hparams)   # row 0: the bare edit prompt, k(s)
         if hparams.keys == "prompt":
             return k_prompt, k_prompt
-        return vr.keys.mean(0), k_prompt
+        return k_star, k_prompt
 
     def key_diagnostics(self, k_left: torch.Tensor, k_value: torch.Tensor) -> dict:
         same = bool(torch.equal(k_left, k_value))
