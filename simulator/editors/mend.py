@@ -332,8 +332,11 @@ class MENDEditor(Editor):
             raise InputError("mend edits with a trained network: run `editledger --db LEDGER train mend --model NAME "
                              "--data FILE` and replay with the hyper-parameter file it writes (--hparams FILE)")
         if hp.network not in self._networks:
-            with open_network_ledger(hp.network_ledger) as led:
-                tensors, meta = led.trained(hp.network)
+            if self.ledger is not None and not hp.network_ledger:    # the replay's own ledger
+                tensors, meta = self.ledger.trained(hp.network)
+            else:
+                with open_network_ledger(hp.network_ledger) as led:
+                    tensors, meta = led.trained(hp.network)
             if meta.get("method") != self.name:
                 raise InputError(f"artifact {hp.network[:12]}… is a trained network of {meta.get('method')!r}, not mend")
             dev = next(model.parameters()).device
