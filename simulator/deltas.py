@@ -12,9 +12,10 @@ applied in order by this rule (rule 1, the only one; it is part of the ledger's 
 
 How the rule is carried out may change; what it computes may not. For a float32 tensor on the CPU
 a run of consecutive low-rank deltas (and the copy of the base or keyframe it starts from) goes
-through ``simulator.rank1_kernel`` in one pass: the same float32 operations on every element, in
-the same order, so the same bits (that module says why, and checks it). Everything else takes the
-reference path below, one outer product at a time.
+through ``simulator.rank1_kernel`` in one pass, once the process has applied enough for loading it
+to pay: the same float32 operations on every element, in the same order, so the same bits (that
+module says why, and checks it). Everything else takes the reference path below, one outer
+product at a time.
 
 What a stateful method keeps beside the weights (a GRACE codebook, an IKE memory) is not a weight
 delta: each step's addition is a ``StateDelta``, folded into the method's state by the method itself
@@ -24,11 +25,12 @@ Factor layout follows the tensor as stored: ``u`` indexes dim 0, ``v`` dim 1 (fo
 ``nn.Linear`` weight of shape (out, in), ``u`` is (out, r) and ``v`` is (in, r)).
 
 Fingerprints name their algorithm, ``"<algorithm>:<hex>"`` (as container digests do). New versions
-record ``xxh3-128`` (xxHash's XXH3, 128 bits: a checksum at memory speed, ~25 GB/s here against
-~0.3 GB/s for sha256), which is what a checkout verifies: it detects any change of the bytes with
-probability 1 - 2^-128, though not a deliberately forged collision (the artifacts, whose names
-are sha256 digests, carry that guarantee). Fingerprints written before (migration 0006) are
-``sha256`` and still verify with sha256; a bare hex value is read as sha256.
+record ``xxh3-128`` (xxHash's XXH3, 128 bits: a checksum at memory speed, about 20 GB/s on one
+core of the 2-core development machine against 1.2 GB/s for sha256), which is what a checkout
+verifies. It detects an accidental change of the bytes (a different base model, a changed rule,
+a corrupted tensor) with probability 1 - 2^-128, though not a deliberately forged collision: the
+artifacts, named by their sha256, carry that guarantee. Fingerprints written before migration
+0006 are ``sha256`` and still verify with sha256; a bare hex value is read as sha256.
 """
 from __future__ import annotations
 
@@ -166,7 +168,8 @@ def apply_run(weight: torch.Tensor, deltas: Sequence[TensorDelta], src: torch.Te
     checkout rebuilds one tensor from the base or a keyframe (``src``). Consecutive low-rank deltas
     of a float32 CPU tensor go through ``rank1_kernel`` in one pass, the copy of ``src`` fused into
     the first; anything else takes the reference path."""
-    fast = not reference and rank1_kernel.eligible(weight)
+    terms = sum(d.rank for d in deltas if d.kind == "low_rank")
+    fast = not reference and terms > 0 and rank1_kernel.eligible(weight, terms)
     i = 0
     if src is not None and not (fast and deltas and deltas[0].kind == "low_rank"):
         weight.copy_(src.to(device=weight.device, dtype=weight.dtype))

@@ -13,8 +13,12 @@ generated code is checked against the reference on first use in every process (`
 and where it disagrees (a platform that contracts anyway) the kernel is not used: the reference
 path gives the same bits, only slower.
 
-numba is imported on the first call of ``kernel()``, not with this module: about 0.5 s of import
-plus a JIT compile that numba caches on disk, paid only by a process that applies deltas on CPU.
+When to load it. numba and the kernel's cached machine code cost about 0.7 s of CPU to load in a
+process (a first compile on a new machine, about 3 s), and the reference path about 1 ns per
+element and term. So in ``MODE = "auto"`` a process takes the reference path until it has spent
+about that much on it, and loads the kernel then (the ski-rental rule: never more than twice the
+better choice in hindsight): a one-shot checkout of a short chain never pays for numba, a session
+that rebuilds many versions pays once.
 """
 from __future__ import annotations
 
@@ -28,6 +32,15 @@ import torch
 # Rows are split between threads only above this many elements (below it a thread hand-off costs
 # more than it saves); the threads follow torch's intra-op setting.
 PARALLEL_MIN_ELEMENTS = 1 << 20
+# "auto": the reference path until REFERENCE_BUDGET element-terms were applied by it in this process
+# (about the kernel's load cost), the kernel after; "kernel": whenever it can run; "reference": never.
+MODE = "auto"
+REFERENCE_BUDGET = 1 << 29
+
+
+class _Spent:
+    """Element-terms the reference path applied in this process while the kernel was not loaded."""
+    n = 0
 
 
 def _rows(w, src, copy, u, vt, lo, hi):  # pragma: no cover - runs compiled (numba), see kernel()
@@ -125,10 +138,17 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rank1")
 
 
-def eligible(w: torch.Tensor) -> bool:
-    """Whether ``w`` can go through the kernel: a contiguous float32 matrix on the CPU."""
-    return (w.device.type == "cpu" and w.dtype == torch.float32 and w.dim() == 2 and w.is_contiguous()
-            and kernel() is not None)
+def eligible(w: torch.Tensor, terms: int = 1) -> bool:
+    """Whether ``terms`` rank-1 terms on ``w`` go through the kernel: ``w`` is a contiguous float32
+    matrix on the CPU, and (``MODE``) the kernel is worth loading or already loaded."""
+    if MODE == "reference" or not (w.device.type == "cpu" and w.dtype == torch.float32 and w.dim() == 2
+                                   and w.is_contiguous()):
+        return False
+    if MODE == "auto" and kernel.cache_info().currsize == 0:
+        _Spent.n += terms * w.numel()
+        if _Spent.n < REFERENCE_BUDGET:
+            return False
+    return kernel() is not None
 
 
 def apply_rows(w: torch.Tensor, u: torch.Tensor, vt: torch.Tensor, src: torch.Tensor | None = None,

@@ -16,6 +16,12 @@ from simulator.deltas import (
 needs_kernel = pytest.mark.skipif(rank1_kernel.kernel() is None, reason="numba is not installed")
 
 
+@pytest.fixture(autouse=True)
+def kernel_whenever_it_can_run(monkeypatch):
+    """Tests apply small tensors, which a process in "auto" mode leaves to the reference path."""
+    monkeypatch.setattr(rank1_kernel, "MODE", "kernel")
+
+
 def _bits(t: torch.Tensor) -> torch.Tensor:
     return t.view(torch.int32)
 
@@ -158,3 +164,18 @@ def test_fingerprints_name_their_algorithm_and_old_ones_still_verify(dtype):
     assert tensor_fingerprint(t.reshape(17, 33)) != new                     # shape is part of it
     with pytest.raises(ValueError, match="newer editledger"):
         tensor_fingerprint(t, "blake9")
+
+
+def test_auto_mode_loads_the_kernel_once_the_reference_path_has_cost_as_much(monkeypatch):
+    import importlib.util
+    monkeypatch.setattr(rank1_kernel, "MODE", "auto")
+    monkeypatch.setattr(rank1_kernel, "REFERENCE_BUDGET", 1000)
+    monkeypatch.setattr(rank1_kernel._Spent, "n", 0)
+    rank1_kernel.kernel.cache_clear()                 # as in a new process
+    w = torch.zeros(10, 20)
+    assert not rank1_kernel.eligible(w, 4)            # 800 element-terms: cheaper than loading numba
+    assert rank1_kernel.kernel.cache_info().currsize == 0
+    assert rank1_kernel.eligible(w, 1) == (importlib.util.find_spec("numba") is not None)   # 1000: load it
+    assert not rank1_kernel.eligible(w.half()) and not rank1_kernel.eligible(w.T)
+    monkeypatch.setattr(rank1_kernel, "MODE", "reference")
+    assert not rank1_kernel.eligible(w)
