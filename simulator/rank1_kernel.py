@@ -13,10 +13,11 @@ generated code is checked against the reference on first use in every process (`
 and where it disagrees (a platform that contracts anyway) the kernel is not used: the reference
 path gives the same bits, only slower.
 
-When to load it. numba and the kernel's cached machine code cost about 0.7 s of CPU to load in a
-process (a first compile on a new machine, about 3 s), and the reference path about 1 ns per
-element and term. So in ``MODE = "auto"`` a process takes the reference path until it has spent
-about that much on it, and loads the kernel then (the ski-rental rule: never more than twice the
+When to load it. numba and the kernel's cached machine code cost about 0.7-0.9 s of CPU to load
+in a process (a first compile on a new machine, about 3 s), and the reference path about 1.4 ns
+per element and term (both measured on the 2-core development machine). So in ``MODE = "auto"`` a
+process takes the reference path until it has spent about that much on it
+(``REFERENCE_BUDGET``), and loads the kernel then (the ski-rental rule: never more than twice the
 better choice in hindsight): a one-shot checkout of a short chain never pays for numba, a session
 that rebuilds many versions pays once.
 """
