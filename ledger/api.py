@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ledger import migrate
 from ledger.artifacts import META_PREFIX, TMP_PREFIX, ArtifactCorrupt, ArtifactMissing, ArtifactStore
-from ledger.chain import ChainDelta, ChainStep, CheckoutChain
+from ledger.chain import ChainDelta, ChainStep, CheckoutChain, chain_queries
 from ledger.engine import BEGIN_IMMEDIATE, is_sqlite, make_engine, resolve, sqlite_path
 from ledger.errors import InputError, IntegrityError, UserError
 from ledger.records import DeltaInput, ProbeRecord
@@ -477,17 +477,10 @@ class Ledger:
     # fingerprints, once), so the simulator's session keeps what it read (simulator.checkout).
     def checkout_chain(self, version_id: int) -> CheckoutChain:
         """Root (base version) .. ``version_id`` as ``ChainStep``s, and the target's fingerprints."""
-        v, d = VersionRow.__table__.c, DeltaRow.__table__
-        anc = sa.select(v.id, v.parent_id, sa.literal(0).label("depth")).where(v.id == version_id) \
-            .cte("anc", recursive=True)
-        anc = anc.union_all(sa.select(v.id, v.parent_id, (anc.c.depth + 1).label("depth"))
-                            .join(anc, v.id == anc.c.parent_id))
-        q = (sa.select(anc.c.id, anc.c.parent_id, d.c.tensor, d.c.kind, d.c.artifact_digest)
-             .select_from(anc.outerjoin(d, d.c.version_id == anc.c.id))
-             .order_by(anc.c.depth.desc(), d.c.position))
+        q, fq = chain_queries()
         with self.engine.connect() as c:
-            rows = c.execute(q).all()
-            fps = c.execute(sa.select(v.tensor_fingerprints).where(v.id == version_id)).scalar()
+            rows = c.execute(q, {"vid": version_id}).all()
+            fps = c.execute(fq, {"vid": version_id}).scalar()
         if not rows:
             raise InputError(f"version {version_id} does not exist in this ledger")
         steps: list[ChainStep] = []
@@ -506,8 +499,7 @@ class Ledger:
     def version_fingerprints(self, version_id: int) -> dict[str, str]:
         """The tensor (and method-state) fingerprints recorded for a version; empty while unsealed."""
         with self.engine.connect() as c:
-            fps = c.execute(sa.select(VersionRow.__table__.c.tensor_fingerprints)
-                            .where(VersionRow.__table__.c.id == version_id)).scalar()
+            fps = c.execute(chain_queries()[1], {"vid": version_id}).scalar()
         if fps is None:
             raise InputError(f"version {version_id} does not exist in this ledger")
         return dict(fps)
