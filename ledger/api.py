@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from ledger import migrate
 from ledger.artifacts import META_PREFIX, TMP_PREFIX, ArtifactCorrupt, ArtifactMissing, ArtifactStore
+from ledger.chain import ChainDelta, ChainStep, CheckoutChain, chain_queries
 from ledger.engine import BEGIN_IMMEDIATE, is_sqlite, make_engine, resolve, sqlite_path
 from ledger.errors import InputError, IntegrityError, UserError
 from ledger.records import DeltaInput, ProbeRecord
@@ -468,6 +469,41 @@ class Ledger:
                     else:
                         by_v[d.version_id].append(d)
         return [(v, by_v[v.id], kf.get(v.id)) for v in lin]
+
+    # ------------------------------------------------------------------ checkout chain (fast path)
+    # What a checkout reads, as plain tuples from one recursive query (no ORM rows): every version
+    # of the lineage with its parent, deltas in apply order and keyframe, plus the target's
+    # fingerprints. A version never changes once committed (only an unsealed revert gains its
+    # fingerprints, once), so the simulator's session keeps what it read (simulator.checkout).
+    def checkout_chain(self, version_id: int) -> CheckoutChain:
+        """Root (base version) .. ``version_id`` as ``ChainStep``s, and the target's fingerprints."""
+        q, fq = chain_queries()
+        with self.engine.connect() as c:
+            rows = c.execute(q, {"vid": version_id}).all()
+            fps = c.execute(fq, {"vid": version_id}).scalar()
+        if not rows:
+            raise InputError(f"version {version_id} does not exist in this ledger")
+        steps: list[ChainStep] = []
+        cur = None
+        for vid, parent, tensor, kind, digest in rows:
+            if cur is None or cur[0] != vid:
+                cur = (vid, parent, [], {})
+                steps.append(cur)
+            if kind == "keyframe":
+                cur[3][tensor] = digest
+            elif kind is not None:
+                cur[2].append(ChainDelta(tensor, kind, digest))
+        return CheckoutChain([ChainStep(vid, parent, tuple(ds), kf or None) for vid, parent, ds, kf in steps],
+                             dict(fps or {}))
+
+    def version_fingerprints(self, version_id: int) -> dict[str, str]:
+        """The tensor (and method-state) fingerprints recorded for a version; empty while unsealed."""
+        with self.engine.connect() as c:
+            fps = c.execute(chain_queries()[1], {"vid": version_id}).scalar()
+        if fps is None:
+            raise InputError(f"version {version_id} does not exist in this ledger")
+        return dict(fps)
+    # ------------------------------------------------------------------ (end of checkout chain)
 
     def versions(self, run_id: int) -> list[VersionRow]:
         with self._session() as s, _gc_paused():
