@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from ledger import fsck as _fsck
 from ledger import lease, migrate
 from ledger.artifacts import META_PREFIX, ArtifactCorrupt, ArtifactMissing, ArtifactStore
+from ledger.chain import ChainDelta, ChainStep, CheckoutChain, chain_queries
 from ledger.engine import BEGIN_IMMEDIATE, check_sqlite_file, is_sqlite, make_engine, resolve, sqlite_path
 from ledger.errors import InputError, IntegrityError, RunBusy, UserError
 from ledger.failures import translated
@@ -537,6 +538,41 @@ class Ledger:
                         by_v[d.version_id].append(d)
         return [(v, by_v[v.id], kf.get(v.id)) for v in lin]
 
+    # ------------------------------------------------------------------ checkout chain (fast path)
+    # What a checkout reads, as plain tuples from one recursive query (no ORM rows): every version
+    # of the lineage with its parent, deltas in apply order and keyframe, plus the target's
+    # fingerprints. A version never changes once committed (only an unsealed revert gains its
+    # fingerprints, once), so the simulator's session keeps what it read (simulator.checkout).
+    def checkout_chain(self, version_id: int) -> CheckoutChain:
+        """Root (base version) .. ``version_id`` as ``ChainStep``s, and the target's fingerprints."""
+        q, fq = chain_queries()
+        with self.engine.connect() as c:
+            rows = c.execute(q, {"vid": version_id}).all()
+            fps = c.execute(fq, {"vid": version_id}).scalar()
+        if not rows:
+            raise InputError(f"version {version_id} does not exist in this ledger")
+        steps: list[ChainStep] = []
+        cur = None
+        for vid, parent, tensor, kind, digest in rows:
+            if cur is None or cur[0] != vid:
+                cur = (vid, parent, [], {})
+                steps.append(cur)
+            if kind == "keyframe":
+                cur[3][tensor] = digest
+            elif kind is not None:
+                cur[2].append(ChainDelta(tensor, kind, digest))
+        return CheckoutChain([ChainStep(vid, parent, tuple(ds), kf or None) for vid, parent, ds, kf in steps],
+                             dict(fps or {}))
+
+    def version_fingerprints(self, version_id: int) -> dict[str, str]:
+        """The tensor (and method-state) fingerprints recorded for a version; empty while unsealed."""
+        with self.engine.connect() as c:
+            fps = c.execute(chain_queries()[1], {"vid": version_id}).scalar()
+        if fps is None:
+            raise InputError(f"version {version_id} does not exist in this ledger")
+        return dict(fps)
+    # ------------------------------------------------------------------ (end of checkout chain)
+
     def versions(self, run_id: int) -> list[VersionRow]:
         with self._session() as s, _gc_paused():
             q = sa.select(VersionRow).where(VersionRow.run_id == run_id).order_by(VersionRow.step, VersionRow.id)
@@ -727,6 +763,32 @@ class Ledger:
         interrupted; never deletes anything referenced (see ``ledger.fsck.repair``)."""
         with translated(self.url):
             return _fsck.repair(self, report, min_age=min_age)
+
+    # ------------------------------------------------------------------ trained networks (issue 12: MEND)
+    # A method that must be trained before it edits (MEND's hyper-network) keeps the trained network as a
+    # content-addressed artifact (row kind "other", header kind "trained"); every step that edits with it
+    # names its digest in ``stats_used`` and the run's hyper-parameters name it too.
+    def put_trained(self, *, method: str, tensors: dict[str, "torch.Tensor"], meta: dict[str, Any]) -> str:
+        """Store a trained network of ``method``; returns its digest (idempotent on content)."""
+        _jsonable(meta, "trained-network metadata")
+        digest, size = self._write_artifact(tensors, "trained", {"method": method, "meta": json.dumps(meta, sort_keys=True)})
+        with self._write() as s:
+            self._ensure_artifact_row(s, digest, "other", size)
+        return digest
+
+    def trained(self, digest: str) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
+        """(tensors, metadata) of a trained network, verified against its digest."""
+        with self._session() as s:
+            row = s.get(ArtifactRow, digest)
+        if row is None:
+            raise InputError(f"no trained network {digest[:12]}… in this ledger ({self.url}); train one with "
+                             "`editledger --db LEDGER train mend --model NAME --data FILE`")
+        tensors, header = self.read_artifact_with_header(digest)
+        if header.get(f"{META_PREFIX}artifact_kind") != "trained":
+            raise InputError(f"artifact {digest[:12]}… is not a trained network (it is a "
+                             f"{header.get(f'{META_PREFIX}artifact_kind', 'file')} artifact)")
+        return tensors, {"method": header.get(f"{META_PREFIX}method"),
+                         **json.loads(header.get(f"{META_PREFIX}meta", "{}"))}
 
 
     # ================================================================== TUI read queries

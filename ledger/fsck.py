@@ -238,13 +238,32 @@ def _check_rows(ledger, rep: FsckReport) -> None:
                 break
 
 
+def referenced_digests(conn, *, strict: bool = False) -> set[str]:
+    """Every artifact some row names: delta and statistics rows and (unless ``strict``) the digests a
+    version lists in ``stats_used`` (statistics, a trained network such as MEND's). Strict: only
+    those a checkout or a statistics lookup reads."""
+    d, st, v = DeltaRow.__table__.c, StatsCacheRow.__table__.c, VersionRow.__table__.c
+    used = set(conn.execute(sa.select(d.artifact_digest).distinct()).scalars()) | \
+        set(conn.execute(sa.select(st.artifact_digest).distinct()).scalars())
+    if not strict:
+        for (names,) in conn.execute(sa.select(v.stats_used).distinct()):
+            used.update(x for x in (names or []) if isinstance(x, str))
+    return used
+
+
+# Only a step writes these kinds, in the transaction that references them: an artifact row of such a
+# kind that nothing uses is a leftover (a downgrade dropped its delta rows). Statistics and trained
+# networks are kept for later runs even while no row names them.
+REMOVABLE_KINDS = ("delta", "keyframe", "state")
+
+
 def _check_files(ledger, rep: FsckReport, progress: bool) -> None:
     store = ledger.store
-    a, d, st = ArtifactRow.__table__.c, DeltaRow.__table__.c, StatsCacheRow.__table__.c
+    a = ArtifactRow.__table__.c
     with ledger.engine.connect() as c:
         rows = set(c.execute(sa.select(a.digest)).scalars())
-        used = set(c.execute(sa.select(d.artifact_digest).distinct()).scalars()) | \
-            set(c.execute(sa.select(st.artifact_digest).distinct()).scalars())
+        used = referenced_digests(c)
+        needed = referenced_digests(c, strict=True)
     found: set[str] = set()
     files = list(store.iter_files())
     for p in tqdm(files, desc="fsck", unit="file", disable=not progress or len(files) < 200):
@@ -277,8 +296,8 @@ def _check_files(ledger, rep: FsckReport, progress: bool) -> None:
                 rep.why[digest] = f"not a readable safetensors file: {problem}"
         if digest not in rows and digest not in used:
             rep.orphans.append(digest)
-    rep.missing = sorted((rows | used) - found)
-    rep.unusable = sorted((set(rep.missing) | set(rep.corrupt)) & used)
+    rep.missing = sorted((rows | needed) - found)
+    rep.unusable = sorted((set(rep.missing) | set(rep.corrupt)) & needed)
     rep.unreferenced_rows = sorted(rows - used)
     rep.corrupt = sorted(set(rep.corrupt))
     rep.orphans.sort()
@@ -302,7 +321,7 @@ def repair(ledger, rep: FsckReport, *, min_age: float = 600.0) -> RepairResult:
     res = RepairResult()
     store = ledger.store
     now = time.time()
-    a, d, st = ArtifactRow.__table__.c, DeltaRow.__table__.c, StatsCacheRow.__table__.c
+    a = ArtifactRow.__table__.c
 
     def old_enough(p: Path) -> bool:
         try:
@@ -320,13 +339,15 @@ def repair(ledger, rep: FsckReport, *, min_age: float = 600.0) -> RepairResult:
             os.replace(p, target)
             res.moved.append(digest)
     with ledger._write() as s:      # re-read the references inside the write lock
-        referenced = set(s.execute(sa.select(d.artifact_digest).distinct()).scalars()) | \
-            set(s.execute(sa.select(st.artifact_digest).distinct()).scalars())
+        referenced = referenced_digests(s.connection())
         cutoff = utcnow() - timedelta(seconds=min_age)
         for digest in rep.unreferenced_rows:
             if digest in referenced:
                 continue
-            created = s.execute(sa.select(a.created_at).where(a.digest == digest)).scalar_one_or_none()
+            created, kind = s.execute(sa.select(a.created_at, a.kind).where(a.digest == digest)).one_or_none() \
+                or (None, None)
+            if kind not in REMOVABLE_KINDS:
+                continue
             if created is None or created > cutoff:
                 res.kept_young += created is not None
                 continue

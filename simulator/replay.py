@@ -96,6 +96,7 @@ class Replayer:
         options.validate()
         lm = session.lm
         self.editor = get_editor(options.method)          # unknown method: InputError naming the known ones
+        self.editor.ledger = session.ledger               # where an editor reads its artifacts (MEND's network)
         self.hparams = load_hparams(options.method, lm.spec, options.hparams_file, options.hparams)
         cfg = ProbeConfig(every=dict(options.probe_every)) if options.probe_every else ProbeConfig()
         # probes see the model through the session's view: the method's runtime included
