@@ -246,7 +246,7 @@ def referenced_digests(conn, *, strict: bool = False) -> set[str]:
     used = set(conn.execute(sa.select(d.artifact_digest).distinct()).scalars()) | \
         set(conn.execute(sa.select(st.artifact_digest).distinct()).scalars())
     if not strict:
-        for (names,) in conn.execute(sa.select(v.stats_used).distinct()):
+        for (names,) in conn.execute(sa.select(v.stats_used)):      # (no DISTINCT: PostgreSQL has no = for json)
             used.update(x for x in (names or []) if isinstance(x, str))
     return used
 
