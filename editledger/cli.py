@@ -13,8 +13,13 @@ register.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
+import os
 import sys
+
+from editledger.text import printable
 
 # command -> (module under editledger.commands, one-line help), in --help order. A module may own
 # several commands (history: reset, revert, branch, log); its register() adds all of them.
@@ -74,7 +79,7 @@ def build_parser(command: str | None = None, *, load_all: bool = False) -> argpa
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(command_of(argv))
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -82,20 +87,49 @@ def main(argv: list[str] | None = None) -> int:
     from ledger.errors import UserError
     try:
         code = args.func(args)
+        sys.stdout.flush()            # a closed pipe (`editledger log 3 | head`) shows up here, not at exit
     except UserError as e:
-        print(f"editledger: error: {e}", file=sys.stderr)
-        return e.exit_code
+        return _fail(e)
     except KeyboardInterrupt:
         print("editledger: interrupted; everything committed so far is kept "
               "(resume a replay with `editledger replay --resume RUN`).", file=sys.stderr)
         return 130
-    except OSError as e:
-        if e.errno == 28:  # ENOSPC
-            print(f"editledger: error: disk full ({e.filename or 'ledger home'}): free some space and "
-                  "run the command again; nothing half-written was committed.", file=sys.stderr)
-            return 1
-        raise
+    except BrokenPipeError:
+        # the reader went away: stop quietly, as `git log | head` does (128 + SIGPIPE)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as e:
+        # errors of the environment (full disk, read-only or damaged ledger, unreachable server)
+        # in words; anything else is a bug and keeps its traceback
+        from ledger.failures import explain
+        err = explain(e, _ledger_url(args))
+        if err is None:
+            raise
+        return _fail(err)
     return int(code or 0)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """argparse's own messages quote what was typed; they go out without control characters."""
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buf):
+            return parser.parse_args(argv)
+    finally:
+        sys.stderr.write(printable(buf.getvalue()))
+
+
+def _fail(e) -> int:
+    print(f"editledger: error: {printable(str(e))}", file=sys.stderr)
+    return e.exit_code
+
+
+def _ledger_url(args) -> str | None:
+    try:
+        from ledger.engine import resolve
+        return resolve(args.db)[0]
+    except Exception:
+        return None
 
 
 if __name__ == "__main__":

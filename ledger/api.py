@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,13 +22,15 @@ from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from tqdm import tqdm
 
-from ledger import migrate
-from ledger.artifacts import META_PREFIX, TMP_PREFIX, ArtifactCorrupt, ArtifactMissing, ArtifactStore
+from ledger import fsck as _fsck
+from ledger import lease, migrate
+from ledger.artifacts import META_PREFIX, ArtifactCorrupt, ArtifactMissing, ArtifactStore
 from ledger.chain import ChainDelta, ChainStep, CheckoutChain, chain_queries
-from ledger.engine import BEGIN_IMMEDIATE, is_sqlite, make_engine, resolve, sqlite_path
-from ledger.errors import InputError, IntegrityError, UserError
+from ledger.engine import BEGIN_IMMEDIATE, check_sqlite_file, is_sqlite, make_engine, resolve, sqlite_path
+from ledger.errors import InputError, IntegrityError, RunBusy, UserError
+from ledger.failures import translated
+from ledger.fsck import FsckReport, RepairResult
 from ledger.records import DeltaInput, ProbeRecord
 from ledger.schema import (
     DELTA_KINDS, PROBE_AGAINST, RUN_STATUSES, VERSION_KINDS, ArtifactRow, AuditFindingRow,
@@ -76,21 +78,6 @@ class TimelineRow(NamedTuple):
     efficacy: float | None         # EFFICACY probe value if recorded (against "none" preferred)
 
 
-@dataclass
-class FsckReport:
-    checked: int = 0                                        # artifact files hashed
-    orphans: list[str] = field(default_factory=list)        # files no row references
-    missing: list[str] = field(default_factory=list)        # rows whose file is absent
-    corrupt: list[str] = field(default_factory=list)        # files whose bytes do not hash to their name
-    temp_files: list[str] = field(default_factory=list)     # leftovers of interrupted writes
-    unreferenced_rows: list[str] = field(default_factory=list)  # artifact rows no delta/stats row uses
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing referenced is missing or corrupt (orphans are harmless)."""
-        return not (self.missing or self.corrupt)
-
-
 @contextlib.contextmanager
 def _gc_paused():
     """Building 10,000 row objects triggers Python's cyclic GC several times, each pass walking
@@ -123,6 +110,7 @@ class Ledger:
         self.engine = engine
         self.store = ArtifactStore(self.home / "artifacts")
         self._sqlite = is_sqlite(url)
+        self._token = uuid.uuid4().hex      # names this instance as a run's owner (ledger.lease)
 
     # ------------------------------------------------------------------ open / close
     @classmethod
@@ -130,7 +118,14 @@ class Ledger:
         """Resolve ``db`` (see ``ledger.resolve``) and check the schema. A ledger that does not
         exist yet is created at head when ``create``; one that is behind or ahead raises SchemaError."""
         url, home = resolve(db)
+        with translated(url):
+            return cls._open(url, home, create)
+
+    @classmethod
+    def _open(cls, url: str, home: Path, create: bool) -> "Ledger":
         path = sqlite_path(url)
+        if path is not None:
+            check_sqlite_file(path)
         if path is None and is_sqlite(url):   # in-memory (tests, scratch): lives as long as its engine
             engine = make_engine(url)
             migrate.upgrade(url, engine=engine)
@@ -165,8 +160,9 @@ class Ledger:
         """A session in one write transaction, committed on exit. On SQLite it starts with BEGIN
         IMMEDIATE: a deferred transaction that reads first and then finds another process
         (a replay, the TUI) committed meanwhile fails with "database is locked" at once, instead
-        of waiting for the busy timeout."""
-        with self.engine.connect() as conn:
+        of waiting for the busy timeout. Database errors a user can meet (a full disk, a read-only
+        file, a damaged page) become UserErrors (``ledger.failures``)."""
+        with translated(self.url), self.engine.connect() as conn:
             if self._sqlite:
                 conn.info[BEGIN_IMMEDIATE] = True
             try:
@@ -239,9 +235,10 @@ class Ledger:
     # ------------------------------------------------------------------ runs
     def begin_run(self, *, base_model_id: int, method: str, hparams: dict, stream_name: str,
                   stream_digest: str, stream_kind: str, config: dict | None = None,
-                  parent_version_id: int | None = None, name: str | None = None) -> RunRow:
+                  parent_version_id: int | None = None, name: str | None = None, own: bool = False) -> RunRow:
         """A new run, status "running", whose head is ``parent_version_id`` (default: the base
-        version; a branch passes a version of another run of the same base model)."""
+        version; a branch passes a version of another run of the same base model). ``own``: this
+        ledger instance holds the run's lease from the start (a replay; release it with ``release_run``)."""
         _jsonable(hparams, "hparams")
         _jsonable(config or {}, "the run config")
         start = parent_version_id if parent_version_id is not None else self.base_version(base_model_id).id
@@ -255,6 +252,8 @@ class Ledger:
                          stream_name=stream_name, stream_digest=stream_digest, stream_kind=stream_kind,
                          config=dict(config or {}), status="running", note=None, start_version_id=start,
                          head_version_id=start, step_count=0, created_at=now, updated_at=now)
+            if own:
+                lease.Owner.me(self._token, now).write_to(run)
             s.add(run)
             s.flush()
             if run.name is None:
@@ -266,10 +265,67 @@ class Ledger:
             raise InputError(f"unknown run status {status!r}; use one of {', '.join(RUN_STATUSES)}")
         with self._write() as s:
             run = self._get(s, RunRow, run_id, "run")
+            now = utcnow()
+            self._check_writer(run, now)
             run.status = status
             if note is not None:
                 run.note = note
+            run.updated_at = now
+
+    # ------------------------------------------------------------------ the run's one writer
+    def acquire_run(self, run_id: int) -> None:
+        """Take the run's lease (``ledger.lease``): refused with RunBusy while another live
+        process holds it; a dead holder's lease is taken over."""
+        with self._write() as s:
+            run = self._get(s, RunRow, run_id, "run")
+            now = utcnow()
+            self._check_writer(run, now)
+            lease.Owner.me(self._token, now).write_to(run)
+
+    def release_run(self, run_id: int) -> None:
+        """Give the lease back (a no-op unless this instance holds it). Never fails: a lease that
+        could not be given back (a full disk) belongs to a process that is about to end, and the
+        next writer takes over a dead owner's lease."""
+        try:
+            with self._write() as s:
+                run = s.get(RunRow, run_id)
+                if run is not None and run.owner_token == self._token:
+                    lease.clear(run)
+        except UserError:
+            pass
+
+    def run_owner(self, run_id: int) -> tuple[lease.Owner, bool] | None:
+        """(owner, alive now) of the run's lease, or None when nobody holds it."""
+        owner = lease.Owner.of(self.run(run_id))
+        return None if owner is None else (owner, owner.alive(utcnow()))
+
+    def mark_interrupted_if_dead(self, run_id: int) -> bool:
+        """A run left "running" by a writer that is gone becomes "interrupted" (fsck --repair)."""
+        with self._write() as s:
+            run = self._get(s, RunRow, run_id, "run")
+            owner = lease.Owner.of(run)
+            if run.status != "running" or (owner is not None and owner.alive(utcnow())):
+                return False
+            who = f" (its writer, {owner.describe()}, is gone)" if owner else ""
+            run.status, run.note = "interrupted", f"marked interrupted by `db fsck --repair`{who}; resume it"
+            lease.clear(run)
             run.updated_at = utcnow()
+            return True
+
+    def _check_writer(self, run: RunRow, now: datetime | None) -> None:
+        """Refuse to change ``run`` while another live process owns it; renew our own lease (when
+        ``now`` is given: inside the write transaction). The clock is read only when needed."""
+        owner = lease.Owner.of(run)
+        if owner is None:
+            return
+        if owner.token == self._token:
+            if now is not None:
+                run.lease_renewed_at = now
+            return
+        if owner.alive(now or utcnow()):
+            raise RunBusy(f"run {run.id} is being written by {owner.describe()}: one writer at a time. "
+                          f"Wait for it to finish (or stop it), then try again; `editledger log {run.id}` "
+                          "shows what it has recorded so far")
 
     def record_step(self, run_id: int, *, step: int, parent_version_id: int, kind: str = "edit",
                     requests: Sequence[dict], deltas: Sequence[DeltaInput], tensor_fingerprints: dict[str, str],
@@ -292,6 +348,9 @@ class Ledger:
             if missing:
                 raise InputError(f"edit request {r!r} lacks {missing} (pass EditRequest.to_dict())")
 
+        # 0. a refused writer writes nothing (the transaction checks again: this is only the cheap early no)
+        with self._session() as s:
+            self._check_writer(self._get(s, RunRow, run_id, "run"), None)
         # 1. artifacts, each written atomically before any row can reference it
         written: list[tuple[str, int | None]] = []
         for d in deltas:
@@ -372,6 +431,13 @@ class Ledger:
                      **fields) -> tuple[RunRow, VersionRow]:
         """Insert a version of ``run_id`` under ``parent_version_id`` (same base model) and flush it."""
         run = self._get(s, RunRow, run_id, "run")
+        self._check_writer(run, now)
+        taken = s.execute(sa.select(VersionRow.id).where(VersionRow.run_id == run_id,
+                                                          VersionRow.step == fields["step"])).scalar_one_or_none()
+        if taken is not None:
+            raise IntegrityError(f"run {run_id} already has a step {fields['step']} (version {taken}); step "
+                                 "numbers are unique within a run. See `editledger log "
+                                 f"{run_id}`; continue from an earlier step with `editledger branch`")
         parent = self._get(s, VersionRow, parent_version_id, "version")
         if parent.base_model_id != run.base_model_id:
             raise InputError(f"version {parent_version_id} belongs to another base model than run {run_id}; "
@@ -408,12 +474,14 @@ class Ledger:
     def set_head(self, run_id: int, version_id: int) -> None:
         with self._write() as s:
             run = self._get(s, RunRow, run_id, "run")
+            now = utcnow()
+            self._check_writer(run, now)
             v = self._get(s, VersionRow, version_id, "version")
             if v.base_model_id != run.base_model_id:
                 raise InputError(f"version {version_id} is a version of another base model; "
                                  f"run {run_id}'s head must stay on base model {run.base_model_id}")
             run.head_version_id = version_id
-            run.updated_at = utcnow()
+            run.updated_at = now
 
     def record_probes(self, version_id: int, probes: Iterable[ProbeRecord]) -> None:
         probes = self._checked_probes(probes)
@@ -565,13 +633,13 @@ class Ledger:
         try:
             return self.store.read_with_header(digest)
         except (ArtifactCorrupt, ArtifactMissing) as e:
-            users = self.versions_using(digest)
+            users = sorted(_fsck.versions_needing(self, {digest}))
             with self.engine.connect() as c:
                 stats = c.execute(sa.select(StatsCacheRow.__table__.c.layer).where(
                     StatsCacheRow.__table__.c.artifact_digest == digest)).scalars().all()
             who = []
             if users:
-                who.append("used by version" + ("s " if len(users) > 1 else " ") + ", ".join(map(str, users[:20]))
+                who.append("needed by version" + ("s " if len(users) > 1 else " ") + ", ".join(map(str, users[:20]))
                            + (" ..." if len(users) > 20 else ""))
             if stats:
                 who.append("holds the statistics of " + ", ".join(stats))
@@ -685,32 +753,16 @@ class Ledger:
         return out
 
     def fsck(self, *, progress: bool = True) -> FsckReport:
-        """Hash every artifact file and compare files with rows."""
-        rep = FsckReport()
-        a, d, st = ArtifactRow.__table__.c, DeltaRow.__table__.c, StatsCacheRow.__table__.c
-        with self.engine.connect() as c:
-            rows = set(c.execute(sa.select(a.digest)).scalars())
-            used = set(c.execute(sa.select(d.artifact_digest).distinct()).scalars()) | \
-                set(c.execute(sa.select(st.artifact_digest).distinct()).scalars())
-        files: dict[str, Path] = {}
-        for p in self.store.iter_files():
-            if p.name.startswith(TMP_PREFIX):
-                rep.temp_files.append(str(p))
-                continue
-            files[p.name.removesuffix(".safetensors")] = p
-        for digest, p in tqdm(sorted(files.items()), desc="fsck", unit="artifact", disable=not progress or len(files) < 200):
-            h = hashlib.sha256()
-            with open(p, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            rep.checked += 1
-            if h.hexdigest() != digest:
-                rep.corrupt.append(digest)
-            if digest not in rows:
-                rep.orphans.append(digest)
-        rep.missing = sorted((rows | used) - set(files))
-        rep.unreferenced_rows = sorted(rows - used)
-        return rep
+        """Check the database, every row's references, every artifact file and every version's
+        chain; list crash leftovers (see ``ledger.fsck``)."""
+        with translated(self.url):
+            return _fsck.check(self, progress=progress)
+
+    def repair(self, report: FsckReport, *, min_age: float = 600.0) -> RepairResult:
+        """Remove unreferenced files and rows, move misplaced artifacts back, mark dead runs
+        interrupted; never deletes anything referenced (see ``ledger.fsck.repair``)."""
+        with translated(self.url):
+            return _fsck.repair(self, report, min_age=min_age)
 
     # ------------------------------------------------------------------ trained networks (issue 12: MEND)
     # A method that must be trained before it edits (MEND's hyper-network) keeps the trained network as a
@@ -853,4 +905,5 @@ class Ledger:
     # ================================================================== end of TUI read queries
 
 
-__all__ = ["Ledger", "RunSummary", "TimelineRow", "FsckReport", "UserError", "IntegrityError"]
+__all__ = ["Ledger", "RunSummary", "TimelineRow", "FsckReport", "RepairResult", "UserError", "IntegrityError",
+           "RunBusy"]

@@ -24,7 +24,7 @@ from ledger.history import branch, reset
 from ledger.values import preferred_value
 from simulator.editors import get_editor, load_hparams
 from simulator.probes import GeneralSets, ProbeConfig, ProbeRunner
-from simulator.requests import Step
+from simulator.requests import PROBE_SUITES, Step
 from simulator.session import Session
 from simulator.stats_ledger import ledger_stats_provider
 from simulator.stopping import StopCondition
@@ -50,6 +50,31 @@ class ReplayOptions:
     def to_config(self) -> dict:
         return asdict(self)
 
+    # ---- checked before a run row exists (reliability: a bad value leaves nothing in the ledger) ----
+    def validate(self) -> None:
+        """Refuse values that would fail later or be ignored silently (InputError, exit 2)."""
+        def whole(name, v, lo, hi=None):
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo or (hi is not None and v > hi):
+                rng = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+                raise InputError(f"{name} must be a whole number {rng}, got {v!r}")
+        whole("--seed", self.seed, 0, 2**32 - 1)
+        whole("--keyframe-every", self.keyframe_every, 0)
+        if self.stats_tokens is not None:
+            whole("--stats-tokens", self.stats_tokens, 1)
+        if self.general not in GENERAL_CHOICES:
+            raise InputError(f"--general {self.general!r}: use one of {', '.join(GENERAL_CHOICES)}")
+        known = known_suites()
+        for suite, k in self.probe_every.items():
+            if suite not in known:
+                raise InputError(f"--probe-every {suite}={k}: no probe suite {suite!r}; "
+                                 f"suites: {', '.join(sorted(known))}")
+            whole(f"--probe-every {suite}", k, 0)
+        for text in self.stop_when:
+            c = StopCondition.parse(text)
+            if c.suite not in known:
+                raise InputError(f"--stop-when {text!r}: no probe suite {c.suite!r} measures {c.metric!r}; "
+                                 f"suites: {', '.join(sorted(known))}")
+
     @classmethod
     def from_config(cls, d: dict) -> "ReplayOptions":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
@@ -68,6 +93,7 @@ class Replayer:
 
     def __init__(self, session: Session, options: ReplayOptions, on_step=None):
         self.s, self.opt, self.on_step = session, options, on_step
+        options.validate()
         lm = session.lm
         self.editor = get_editor(options.method)          # unknown method: InputError naming the known ones
         self.editor.ledger = session.ledger               # where an editor reads its artifacts (MEND's network)
@@ -93,8 +119,10 @@ class Replayer:
         if not steps:
             raise InputError(f"stream {stream_name} has no steps: nothing to replay")
         led = self.s.ledger
+        _check_context(steps, self.s.lm)
         start = start_version_id or self.s.base_version_id
         reference = self._reference(steps, start)
+        _check_relative_stops(self.stops, _base_values(reference))
         self._prepare_stats()       # before the run exists: an interrupted collection leaves no empty run
         config = {"model": self.s.model_ref or self.s.lm.spec.name, "options": self.opt.to_config(),
                   "stream": [st.to_dict() for st in steps], "first_step": first_step,
@@ -103,7 +131,7 @@ class Replayer:
         run = led.begin_run(base_model_id=self.s.base_model_id, method=self.opt.method,
                             hparams=_as_dict(self.hparams), stream_name=stream_name,
                             stream_digest=stream_digest, stream_kind=stream_kind, config=config,
-                            parent_version_id=start, name=name)
+                            parent_version_id=start, name=name, own=True)   # this process is its one writer
         head = start
         if start != self.s.base_version_id:     # a branch: its first version marks where it leaves
             head = branch(led, run.id, start, first_step).id
@@ -116,17 +144,24 @@ class Replayer:
         if run.status not in RESUMABLE:
             raise InputError(f"run {run_id} is {run.status}; only a run that is running, interrupted or "
                              "failed can be resumed (start a new one with `editledger replay`)")
-        cfg = run.config or {}
-        steps = [Step.from_dict(d) for d in cfg["stream"]]
-        first = int(cfg.get("first_step", 1))
-        done = led.last_committed_step(run_id)
-        index = max(0, done - first + 1)            # steps already committed
-        head = run.head_version_id
-        self._prepare_stats()                       # before the first edit, on the base weights
-        self.s.checkout(head)                       # verified: weights and state are the committed ones
-        # the comparison state the last committed step left (stored with it, so nothing is re-measured)
-        previous = (led.version(head).diagnostics or {}).get(PROBE_STATE) if index > 0 else None
-        led.set_run_status(run_id, "running", note=f"resumed after step {done}")
+        led.acquire_run(run_id)     # one writer: refused (RunBusy) while the replay that owns it is alive
+        try:
+            _check_resumable(led, run_id)
+            run = led.run(run_id)                   # re-read under the lease
+            cfg = run.config or {}
+            steps = [Step.from_dict(d) for d in cfg["stream"]]
+            first = int(cfg.get("first_step", 1))
+            done = led.last_committed_step(run_id)
+            index = max(0, done - first + 1)            # steps already committed
+            head = run.head_version_id
+            self._prepare_stats()                       # before the first edit, on the base weights
+            self.s.checkout(head)                       # verified: weights and state are the committed ones
+            # the comparison state the last committed step left (stored with it, so nothing is re-measured)
+            previous = (led.version(head).diagnostics or {}).get(PROBE_STATE) if index > 0 else None
+            led.set_run_status(run_id, "running", note=f"resumed after step {done}")
+        except BaseException:
+            led.release_run(run_id)
+            raise
         return self._replay(run_id, steps, first, head, cfg["reference"], previous, index)
 
     def _prepare_stats(self) -> None:
@@ -197,6 +232,7 @@ class Replayer:
                 if hit:
                     self._stop(run_id, hit, version, stepno, records, base_values)
                     return run_id
+            led.set_run_status(run_id, "done")
         except KeyboardInterrupt:
             led.set_run_status(run_id, "interrupted", note=f"interrupted after step {led.last_committed_step(run_id)}")
             raise
@@ -205,7 +241,7 @@ class Replayer:
             raise
         finally:
             bar.close()
-        led.set_run_status(run_id, "done")
+            led.release_run(run_id)     # the lease goes back however the loop ends
         return run_id
 
     def _stop(self, run_id, cond: StopCondition, version, stepno, records, base_values) -> None:
@@ -230,6 +266,64 @@ def _base_values(reference: dict) -> dict[tuple[str, str], float]:
         suite, metric = k.split(".", 1)
         out[(suite, metric)] = float(v)
     return out
+
+
+GENERAL_CHOICES = ("builtin", "loglik", "none")
+
+
+def known_suites() -> set[str]:
+    """Every probe suite a stream or the runner can produce (schedules and stop conditions name them)."""
+    return set(PROBE_SUITES) | set(ProbeConfig().every)
+
+
+def _check_relative_stops(stops: list[StopCondition], base: dict[tuple[str, str], float]) -> None:
+    """A relative condition ('ppl>1.5x') needs the metric's base value, measured before the run exists."""
+    for c in stops:
+        if c.relative and (c.suite, c.metric) not in base:
+            have = ", ".join(sorted(f"{a}.{b}" for a, b in base)) or "none (they come from --general builtin or loglik)"
+            raise InputError(f"--stop-when {c.text!r}: {c.suite}.{c.metric} has no base-model value to be "
+                             f"relative to; metrics with one: {have}. Use an absolute threshold or another metric")
+
+
+def _check_context(steps: list[Step], lm) -> None:
+    """Every prompt with its answer must fit the model's context; a longer one would index past the
+    position table (or, on a model without one, ask for memory quadratic in its length)."""
+    cfg = lm.model.config
+    limit = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+    if not limit:
+        return
+    tok, prefix = lm.tokenizer, lm.spec.prompt_prefix
+    margin = 8                                    # the editors' own context templates and a target token
+    for n, st in enumerate(steps, 1):
+        texts = [(f"requests[{i}]", r.prompt.format(r.subject) + r.target_new) for i, r in enumerate(st.requests)]
+        for suite, items in st.probes.items():
+            for i, it in enumerate(items):
+                longest = max([it.target, it.alt or "", *it.answers, *it.choices], key=len)
+                texts.append((f"probes.{suite}[{i}]", it.prompt + longest))
+        for where, text in texts:
+            if len(text) > limit * 64:            # no tokenizer packs 64 characters into one token
+                got, unit = len(text), "characters"
+            else:
+                got, unit = len(tok(prefix + text)["input_ids"]), "tokens"
+                if got + margin <= limit:
+                    continue
+            raise InputError(f"step {n}, {where}: {got:,} {unit} do not "
+                             f"fit {lm.spec.name}'s context of {limit:,} tokens (with a margin of {margin}); "
+                             "shorten the prompt or use a model with a longer context")
+
+
+def _check_resumable(led, run_id: int) -> None:
+    """A resume continues the stream after the last replayed edit; a reset or revert recorded after
+    it moved the run's history, and replaying on would reuse or skip step numbers."""
+    versions = led.versions(run_id)
+    edits = [v.step for v in versions if v.kind == "edit"]
+    last = max(edits, default=0)
+    later = [v for v in versions if v.step > last and v.kind != "edit"]
+    if later:
+        v = later[0]
+        raise InputError(f"run {run_id} cannot be resumed: its history was moved after its last replayed step "
+                         f"{last} (a {v.kind} at step {v.step}: {v.note or ''}). Continue it as a new run from "
+                         f"the version you want: `editledger branch {run_id}@STEP STREAM`")
 
 
 def _general_sets(name: str):

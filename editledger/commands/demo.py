@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
-from .common import add_model_args, open_ledger
+from .common import add_model_args, bounded_int, open_ledger, seed_arg
 
 # (column title, suite, metric): the headline metrics printed per step.
 COLUMNS = [
@@ -26,8 +26,8 @@ def register(sub) -> None:
                                    "ledger (default ./editledger.db) and print the headline metrics per step.")
     p.add_argument("--model", default="gemma-3-270m", help="model to edit (default: gemma-3-270m)")
     p.add_argument("--method", default="rome", help="editing method (default: rome)")
-    p.add_argument("--steps", type=int, default=None, help="replay only the first N steps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=bounded_int(1, what="--steps"), default=None, help="replay only the first N steps")
+    p.add_argument("--seed", type=seed_arg, default=0)
     add_model_args(p)
     p.set_defaults(func=run)
 

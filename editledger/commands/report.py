@@ -19,10 +19,17 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from editledger.commands.common import find_run, open_ledger
+    from pathlib import Path
+
+    from editledger.commands.common import find_run, open_ledger, writable_target
     from ledger.errors import InputError
     from simulator import report
 
+    if args.plot:                    # checked first: the tables are not printed for nothing
+        if not args.plot.lower().endswith(".png"):
+            raise InputError(f"--plot writes a PNG: give a file name ending in .png, not {args.plot!r}")
+        if not Path(args.plot).is_file():       # replacing an earlier plot is fine; a missing directory is not
+            writable_target(args.plot, "--plot", directory=False)
     led = open_ledger(args, create=False)
     try:
         ids = [find_run(led, r) for r in args.runs]
@@ -31,8 +38,6 @@ def run(args) -> int:
         led.close()
     sys.stdout.write(report.render(reports, args.format))
     if args.plot:
-        if not args.plot.lower().endswith(".png"):
-            raise InputError(f"--plot writes a PNG: give a file name ending in .png, not {args.plot!r}")
         panels = report.plot(reports, args.plot)
         print(f"wrote {args.plot} ({len(panels)} panels)", file=sys.stderr)
     return 0

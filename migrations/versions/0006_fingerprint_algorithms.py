@@ -13,7 +13,7 @@ Downgrade strips the "sha256:" names again, and refuses while any version holds 
 another algorithm (an older editledger would report it as a corrupt checkout).
 
 Revision ID: 0006
-Revises: 0004 (written beside 0005; re-chained after it at merge)
+Revises: 0005 (written beside 0005 on another branch; re-chained after it at the merge)
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from alembic import op
 from ledger.errors import SchemaError
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
