@@ -5,7 +5,7 @@ edit's prompt against its locality prompt (another subject of the same relation:
 threshold is the one with the best balanced accuracy (``simulator.editors.serac.tune_threshold``);
 the value goes into ``TUNED_THRESHOLD`` in simulator/editors/serac.py.
 
-    python scripts/tune_serac_threshold.py [--data ../shared/data/counterfact/easyedit_format/counterfact-train.json] [--n 2000]
+    python scripts/tune_serac_threshold.py [--data ../shared/data/counterfact/easyedit_format/counterfact-train.json] [--n 500]
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ DEFAULT = Path(__file__).resolve().parents[2] / "shared/data/counterfact/easyedi
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT), help="CounterFact train split in EasyEdit's format")
-    ap.add_argument("--n", type=int, default=2000, help="records used (from the start of the file)")
+    ap.add_argument("--n", type=int, default=500, help="records used (from the start of the file)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     records = json.loads(Path(args.data).read_text())[: args.n]

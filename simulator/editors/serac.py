@@ -33,9 +33,10 @@ from simulator.embeddings import load_embedder
 
 Embed = Callable[[str], torch.Tensor]
 
-# Tuned by `python scripts/tune_serac_threshold.py` (CounterFact train, easyedit_format, first 2000 records:
-# rephrase_prompt in scope, locality_prompt out of scope, against each record's prompt): see that script.
-TUNED_THRESHOLD = 0.0
+# Tuned by `python scripts/tune_serac_threshold.py` on CounterFact's *train* split (easyedit_format, first 500
+# records: each prompt against its rephrase_prompt, in scope, and its locality_prompt, out of scope):
+# balanced accuracy 0.932 (94.0% of paraphrases kept, 92.4% of neighbours rejected).
+TUNED_THRESHOLD = 0.5549
 
 
 @dataclass
