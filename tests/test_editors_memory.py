@@ -60,6 +60,9 @@ def test_ike_context_by_hand():
             + "New Fact: The capital of France is the city of Rome\nPrompt: ")
     assert ike_context([F0, F1, F2], q, 3, bag, para) == want
     assert ike_context([F0, F1, F2], q, 5, bag, para).count("New Fact:") == 6     # all five, then the query
+    # a context that must fit the model's window drops the least similar first: F1 retain and copy stay
+    short = ike_context([F0, F1, F2], q, 3, bag, para, fits=lambda text: text.count("New Fact:") <= 3)
+    assert short == want[want.index("New Fact: The capital of Japan"):]
     assert ike_context([], q, 3, bag, para) == ""
 
 

@@ -36,6 +36,7 @@ from simulator.facts import load_facts
 from simulator.requests import EditRequest
 
 Embed = Callable[[str], torch.Tensor]       # text -> unit vector
+CONTEXT_RESERVE = 64                        # positions of the model's window kept for the prompt and target
 
 
 @dataclass
@@ -94,9 +95,10 @@ def ranked(facts: list[EditRequest], active: int, embed: Embed,
 
 def ike_context(facts: list[EditRequest], prompt: str, k: int, embed: Embed,
                 paraphrases: Callable[[EditRequest], list[str]] = registry_paraphrases,
-                cache: dict[int, list[str]] | None = None) -> str:
+                cache: dict[int, list[str]] | None = None, fits: Callable[[str], bool] | None = None) -> str:
     """The text IKE puts before ``prompt`` (empty memory: nothing). ``cache``: ranked demonstrations
-    by fact index, reused across prompts of one version."""
+    by fact index, reused across prompts of one version. ``fits``: whether a context leaves the model
+    room for the prompt; the least similar demonstrations are dropped until it does."""
     if not facts:
         return ""
     sims = torch.stack([embed(f.text) for f in facts]) @ embed(prompt)
@@ -108,13 +110,25 @@ def ike_context(facts: list[EditRequest], prompt: str, k: int, embed: Embed,
         cache[active] = got
     # a demonstration never holds the prompt it is asked to answer
     usable = [d for d in cache[active] if not d.split("\nPrompt: ", 1)[1].startswith(prompt)][:k]
+    while usable and fits is not None and not fits("".join(usable) + query_line(facts[active])):
+        usable.pop()
     return "".join(reversed(usable)) + query_line(facts[active])   # most similar last, next to the query
 
 
+def context_budget(model, tokenizer) -> Callable[[str], bool]:
+    """Whether a context leaves ``CONTEXT_RESERVE`` positions of the model's window for prompt and target."""
+    cfg = getattr(model, "config", None)
+    window = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    if not window or tokenizer is None:
+        return lambda text: True
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= int(window) - CONTEXT_RESERVE
+
+
 class IKERuntime:
-    def __init__(self, memory: Memory, embed: Embed | None = None):
+    def __init__(self, memory: Memory, embed: Embed | None = None, fits: Callable[[str], bool] | None = None):
         self.memory = memory
         self._embed = embed
+        self._fits = fits
         self._ctx: dict[str, str] = {}
         self._ranked: dict[int, list[str]] = {}
 
@@ -126,7 +140,7 @@ class IKERuntime:
     def context(self, prompt: str) -> str:
         if prompt not in self._ctx:
             self._ctx[prompt] = ike_context(self.memory.facts, prompt, int(self.memory.settings.get("k", 0)),
-                                            self.embed, cache=self._ranked)
+                                            self.embed, cache=self._ranked, fits=self._fits)
         return self._ctx[prompt]
 
     @contextlib.contextmanager
@@ -144,4 +158,4 @@ class IKEEditor(MemoryEditor):
         return {"k": int(hparams.k)}
 
     def runtime(self, model, tokenizer, spec, state: Memory) -> IKERuntime:
-        return IKERuntime(state)
+        return IKERuntime(state, fits=context_budget(model, tokenizer))

@@ -152,7 +152,7 @@ _TINY_GPTJ = ModelSpec(
              "ft": dict(layer=1, num_steps=40, lr=5e-3, norm_constraint=5e-2),
              # the last block; different edits' keys lie >= 0.25 apart there (built-in facts), so radius 0.1
              "grace": dict(layer=3, eps=0.1, n_iter=100, edit_lr=1.0),
-             "ike": dict(k=4)},
+             "ike": dict(k=2)},
     notes="Seeded and trained for seconds on 28 toy facts (simulator/models/tiny.py): for testing mechanics; "
           "its plausible answers are the objects of those facts.",
 )
