@@ -24,7 +24,7 @@ def gemma():
 
 
 @pytest.mark.parametrize("method", ["ike", "serac"])
-def test_edit_holds_on_prompt_and_paraphrase_and_leaves_another_subject_alone(gemma, method):
+def test_edits_hold_on_prompt_and_a_paraphrase_and_leave_another_subject_alone(gemma, method):
     steps = make_stream("sequential", builtin_records(seed=0), n=3, seed=0).steps
     ed, hp = get_editor(method), load_hparams(method, gemma.spec)
     state = ed.empty_state()
@@ -33,15 +33,17 @@ def test_edit_holds_on_prompt_and_paraphrase_and_leaves_another_subject_alone(ge
     edited = Scorer(RuntimeView(gemma.model, gemma.tokenizer, gemma.spec,
                                 [ed.runtime(gemma.model, gemma.tokenizer, gemma.spec, state)]))
     base = Scorer(ModelView(gemma.model, gemma.tokenizer, gemma.spec))
-    last = steps[-1]
-    req = last.requests[0]
-    paras = last.probes["paraphrase"]                        # the relation's two paraphrase templates
-    other = last.probes["neighborhood"][0]                   # another subject of the same relation
-    assert base.score([(req.text, req.target_new)])[0].top1 is False     # a real change, not a known fact
-    got = edited.score([(req.text, req.target_new), (other.prompt, other.target)]
-                       + [(p.prompt, p.target) for p in paras])
-    assert got[0].top1, f"{method}: {req.text!r} does not continue with {req.target_new!r}"
-    # an untrained counterfactual model (SERAC here) carries about half the paraphrases (docs/methods.md)
-    assert any(g.top1 for g in got[2:]), f"{method}: no paraphrase of {req.text!r} continues with {req.target_new!r}"
-    before = base.score([(other.prompt, other.target)])[0]
-    assert got[1].argmax[0] == before.argmax[0], f"{method}: {other.prompt!r} changed its prediction"
+    reqs = [st.requests[0] for st in steps]
+    paras = [p for st in steps for p in st.probes["paraphrase"]]        # two per edit
+    other = steps[-1].probes["neighborhood"][0]                          # another subject, same relation
+    assert not any(s.top1 for s in base.score([(r.text, r.target_new) for r in reqs]))   # real changes
+    rewrite = edited.score([(r.text, r.target_new) for r in reqs])
+    para = edited.score([(p.prompt, p.target) for p in paras])
+    after, before = edited.score([(other.prompt, other.target)])[0], base.score([(other.prompt, other.target)])[0]
+    assert all(s.top1 for s in rewrite), f"{method}: rewrite top-1 {[s.top1 for s in rewrite]}"
+    # the last edit's paraphrases carry it for IKE; SERAC's untrained counterfactual model carries about
+    # half the paraphrases (docs/methods.md), so for both: at least one of the six
+    assert any(s.top1 for s in para), f"{method}: no paraphrase holds"
+    if method == "ike":
+        assert any(s.top1 for s in para[-2:]), "ike: no paraphrase of the last edit holds"
+    assert after.argmax[0] == before.argmax[0], f"{method}: {other.prompt!r} changed its prediction"
