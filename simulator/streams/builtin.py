@@ -124,14 +124,14 @@ def _multihop_case(fs: FactSet, f: Fact, rng: random.Random, facts: list[Fact]) 
     requests = [f.request(c2)]
     probes = [_probes(fs, f, c2, facts)]
     answer, old = fs.prop("city", c2, "country"), fs.prop("city", f.target, "country")
-    hops = [ProbeItem(f.text, sp(c2), meta={"case_id": cid, "kind": "hop", "hop": 0})]
+    hops = [ProbeItem(f.text, sp(c2), meta={"case_id": cid, "kind": "hop", "hop": 0, "prompting": "cloze"})]
     if c2 in cities:
         g = cities[c2]
         k3 = fs.new_target(g, rng, avoid=(old,))
         requests.append(g.request(k3))
         probes.append(_probes(fs, g, k3, facts))
         answer = k3
-        hops.append(ProbeItem(g.text, sp(k3), meta={"case_id": cid, "kind": "hop", "hop": 1}))
+        hops.append(ProbeItem(g.text, sp(k3), meta={"case_id": cid, "kind": "hop", "hop": 1, "prompting": "cloze"}))
     question = ProbeItem(rel.one_hop.format(f.subject), sp(answer), alt=sp(old),
                          meta={"case_id": cid, "kind": "question", "q": 0, "prompting": "zero-shot"})
     probes[-1] = {**probes[-1], "multihop": [question, *hops]}
