@@ -21,7 +21,6 @@ from collections import Counter
 from typing import Iterable, Sequence
 
 from rouge import Rouge
-from rouge_score import rouge_scorer
 
 
 def mean(xs: Iterable[float]) -> float:
@@ -240,6 +239,7 @@ def fluency(texts: Sequence[str]) -> float:
 
 def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
     """Mean ROUGE-1/2/L F1 (Google's ``rouge-score``, with stemming): the built-in summaries."""
+    from rouge_score import rouge_scorer  # pulls nltk and scipy (~2.7 s): only the built-in summaries need it
     sc = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
     res = [sc.score(r, p) for p, r in zip(predictions, references)]
     return {k: mean(x[k].fmeasure for x in res) for k in ("rouge1", "rouge2", "rougeL")}
