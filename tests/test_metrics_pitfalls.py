@@ -278,7 +278,7 @@ def test_reference_formulas_by_hand():
 def test_text_metrics_by_hand():
     assert M.exact_match("The Pacific Ocean.", ["Pacific Ocean"])
     assert not M.exact_match("Atlantic", ["Pacific"])
-    assert M.first_number("She makes $1,234 a day") == "1234"
+    assert M.last_number("3 ducks at $1,234 each") == "1234" and M.last_number("none") is None
     # "a b a b": bigrams ab, ba, ab -> H2 = -(2/3 log2 2/3 + 1/3 log2 1/3) = 0.918296;
     # trigrams aba, bab -> H3 = 1; fluency = (2/3 * 0.918296 + 4/3 * 1) / 2
     assert M.ngram_entropy("a b a b", 2) == pytest.approx(0.9182958341)

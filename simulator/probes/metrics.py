@@ -90,21 +90,6 @@ def neighborhood_kl(edited: dict, reference: dict) -> float:
     return coarse_kl(edited, reference)
 
 
-def js_divergence(p: Sequence[float], q: Sequence[float]) -> float:
-    """Jensen-Shannon divergence in bits (in [0, 1])."""
-    assert len(p) == len(q), "js_divergence needs distributions over the same support"
-    m = [(a + b) / 2 for a, b in zip(p, q)]
-    return (kl_divergence(p, m) + kl_divergence(q, m)) / 2 / math.log(2)
-
-
-def normalise(scores: Sequence[float]) -> list[float]:
-    """A distribution over an object set from per-object log-scores (softmax)."""
-    top = max(scores)
-    e = [math.exp(s - top) for s in scores]
-    z = sum(e)
-    return [x / z for x in e]
-
-
 # ----------------------------------------------------------------------------- conflicts (ConflictEdit)
 # Li et al. 2024, zjunlp/PitfallsKnowledgeEditing: experiments/evaluate_conflictedit.py scores each
 # fact as the mean, over the edit prompt and the relation's conflict templates, of the per-token
@@ -204,13 +189,10 @@ def exact_match(prediction: str, answers: Sequence[str]) -> bool:
 _NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
-def first_number(text: str) -> str | None:
-    """The first number in ``text`` with thousands separators removed (GSM8K answer extraction)."""
-    m = _NUM.search(text)
-    if not m:
-        return None
-    s = m.group(0).replace(",", "")
-    return s[:-2] if s.endswith(".0") else s
+def last_number(text: str) -> str | None:
+    """The last number in ``text``, thousands separators removed (the built-in reasoning answers)."""
+    nums = _NUM.findall(text)
+    return nums[-1].replace(",", "") if nums else None
 
 
 def perplexity(nll: float, n_tokens: int) -> float:

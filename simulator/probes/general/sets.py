@@ -76,6 +76,15 @@ class GeneralSets:
             out.setdefault("piqa", self.piqa)
         return out
 
+    def only(self, task: str) -> "GeneralSets":
+        """These sets restricted to one task (a task name, or "perplexity" for the held text)."""
+        if task == "perplexity":
+            return GeneralSets(text=self.text, ppl_window=self.ppl_window, spec=self.spec)
+        items = self.task_items()[task]
+        if task in self.real:
+            return GeneralSets(real={task: items}, spec=self.spec)
+        return GeneralSets(**{task: items}, spec=self.spec)
+
     def has_downstream(self) -> bool:
         return bool(self.task_items())
 

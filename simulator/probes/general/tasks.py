@@ -17,7 +17,6 @@ Deliberate differences from the reference code are listed in docs/metrics.md.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -84,14 +83,6 @@ def _score_qa(rows):
     return {"qa_em": M.accuracy(M.exact_match(r["pred"], r["answers"]) for r in rows)}
 
 
-_NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
-def _last_number(text: str) -> str | None:
-    nums = _NUM.findall(text)
-    return nums[-1].replace(",", "") if nums else None
-
-
 def _num_eq(a: str | None, b: str) -> bool:
     if a is None:
         return False
@@ -102,7 +93,7 @@ def _num_eq(a: str | None, b: str) -> bool:
 
 
 def _score_reasoning(rows):
-    return {"reasoning_solve": M.accuracy(_num_eq(_last_number(r["pred"]), r["answer"]) for r in rows)}
+    return {"reasoning_solve": M.accuracy(_num_eq(M.last_number(r["pred"]), r["answer"]) for r in rows)}
 
 
 def _score_summaries(rows):
