@@ -77,7 +77,7 @@ def independent(tmp_path_factory, shared_dir):
     led = Ledger.open(str(tmp_path_factory.mktemp("ind") / "l.db"))
     s = Session.open(led, "tiny-gptj", device="cpu", progress=False)
     lm = s.lm
-    runner = ProbeRunner(lm.model, lm.tokenizer, lm.spec, ProbeConfig(every={"other_task": 1}),
+    runner = ProbeRunner(lm.model, lm.tokenizer, lm.spec, ProbeConfig(),
                          general=GeneralSets(piqa=list(BUILTIN_PIQA), spec="piqa"), progress=False)
     opts = ReplayOptions(method="rome", stats_tokens=256, keyframe_every=0, progress=False, general="none")
     run_id = replay_independent(s, stream, runner, opts)

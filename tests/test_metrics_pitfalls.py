@@ -57,7 +57,13 @@ def build():
         # 1-2 reverse conflict c1; step 1 also carries ROME-style single-edit probes
         Step(req("a"), kind="reverse_conflict", group="c1", role="first", probes={
             "rewrite": [ProbeItem("R1", " new", " old")],
-            "neighborhood": [ProbeItem("N1", " true", " new"), ProbeItem("N2", " true", " new")]}),
+            "neighborhood": [ProbeItem("N1", " true", " new"), ProbeItem("N2", " true", " new")],
+            "attribute": [ProbeItem("A1", " t1"), ProbeItem("A2", " t2")],
+            "distract": [ProbeItem("D1", " d", alt=" new")],
+            "portability_sr": [ProbeItem("S1", " new"), ProbeItem("S2", " new")],
+            "portability_oh": [ProbeItem("H0", " h")],
+            "other_task": [ProbeItem("G1", " a", choices=(" a", " b"), label=1),
+                           ProbeItem("G2", " a", choices=(" a", " b"), label=0)]}),
         Step(req("b"), kind="reverse_conflict", group="c1", role="second", probes={
             "conflict": [fact("RO1", " o2", "k_o"), fact("RO2", " o2", "k_o"),
                          fact("RN1", " s2", "k_n"), fact("RN2", " s2", "k_n")]}),
@@ -85,10 +91,14 @@ def build():
     ]
     table = {
         0: {("R1", " new"): (0.1, False), ("R1", " old"): (0.6, True),
+            ("A1", " t1"): (0.5, True), ("A2", " t2"): (0.4, True), ("D1", " d"): (0.6, True),
             ("T1", " f"): (0.8, True), ("T2", " f"): (0.6, True),                           # P0(k_f) = .7
             ("O1", " A"): (0.5, True), ("O1", " B"): (0.3, False), ("O1", " C"): (0.2, False),
             ("O2", " A"): (0.3, False), ("O2", " B"): (0.1, False), ("O2", " C"): (0.4, True)},
         1: {("R1", " new"): (0.7, True), ("R1", " old"): (0.2, False),
+            ("A1", " t1"): (0.3, False), ("A2", " t2"): (0.5, True), ("D1", " d"): (0.2, False),
+            ("S1", " new"): (0.6, True), ("S2", " new"): (0.1, False), ("H0", " h"): (0.3, False),
+            ("G1", " a"): (0.2, False), ("G1", " b"): (0.5, True), ("G2", " a"): (0.1, False), ("G2", " b"): (0.3, True),
             ("N1", " true"): (0.6, True), ("N1", " new"): (0.1, False),
             ("N2", " true"): (0.2, False), ("N2", " new"): (0.3, True),
             ("RO1", " o2"): (0.5, True), ("RO2", " o2"): (0.3, True)},                      # theta_m of c1
@@ -144,6 +154,19 @@ def test_efficacy_ns_nm_nkl(run):
     #   N1: .4 ln(.4/.5) + .4 ln(.4/.3) + .2 ln(.2/.2) = -0.08925742 + 0.11507283 = 0.02581541
     #   N2: .6 ln(.6/.9) + .4 ln(.4/.1)               = -0.24327906 + 0.55451774 = 0.31123868   mean 0.16852704
     assert v[("neighborhood", "nkl", "base")] == pytest.approx(0.1685270440, abs=1e-9)
+
+
+def test_single_edit_locality_portability_and_other_task(run):
+    v = run[1]
+    # OA, DN (EasyEdit): share of target tokens whose argmax is unchanged from the base
+    #   A1 lost its top-1 (argmax changed), A2 kept it -> OA = 1/2; D1 changed -> DN = 0
+    assert v[("attribute", "oa", "base")] == 0.5
+    assert v[("distract", "dn", "base")] == 0.0
+    # SR / OH: token-level accuracy of the expected answer: S1 right, S2 wrong -> 1/2; H0 wrong -> 0
+    assert v[("portability_sr", "accuracy", "none")] == 0.5
+    assert v[("portability_oh", "accuracy", "none")] == 0.0
+    # OT (stream items): the higher-likelihood choice; G1 picks b (label 1, right), G2 picks b (label 0, wrong)
+    assert v[("other_task", "accuracy", "none")] == 0.5
 
 
 def test_conflict_score_and_magnitude(run):
