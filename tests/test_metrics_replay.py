@@ -118,3 +118,29 @@ def test_recompute_reproduces_every_stored_value(replayed):
             assert got.keys() == stored.keys()
             for k, v in got.items():
                 assert v == pytest.approx(stored[k], rel=1e-12, abs=1e-12), k
+
+
+def test_real_general_sets_give_the_base_at_zero_edits_then_every_k(tmp_path, shared_dir):
+    """Real sets by name on a short sequential replay: Figure 4 starts at the base (0 edits), then a
+    value every k steps, at the number of edit requests (a batch step of 2 counts 2)."""
+    from simulator.probes import ProbeConfig, ProbeRunner, general_sets
+    from simulator.streams.builtin import builtin_records
+    stream = make_stream("batch", builtin_records(seed=0), n=6, seed=0, batch_size=2)      # 3 steps, 6 requests
+    led = Ledger.open(str(tmp_path / "g.db"))
+    s = Session.open(led, "tiny-gptj", device="cpu", progress=False)
+    rp = Replayer(s, ReplayOptions(method="memit", **FAST))
+    sets = general_sets("sst2,piqa:4", n=3, seed=0, data_dir=shared_dir / "data")   # short prompts: tiny-gptj has 256 positions
+    rp.probes = ProbeRunner(s.lm.model, s.lm.tokenizer, s.lm.spec, ProbeConfig(every={"downstream": 2}),
+                            general=sets, progress=False)
+    run_id = rp.start(stream.steps, stream_name=stream.name, stream_digest=stream.digest, stream_kind=stream.kind)
+    (rep,) = report.collect(led, [run_id])
+    base = led.run(run_id).config["reference"]["base_metrics"]
+    # SST-2 every 2 steps and at the last (tiny-gptj never answers positive/negative: the answered-only
+    # accuracy is undefined, the all-items one is 0)
+    assert [st for st, _ in led.trajectory(run_id, "downstream", "sst2_acc_all", "none")] == [2, 3]
+    assert "downstream.sst2_acc_all" in base
+    piqa = rep.curves["PIQA / Other Task (acc)"]
+    assert [x for x, _ in piqa] == [0, 2, 4, 6]            # the base, then every step (OT) at 2, 4, 6 requests
+    assert piqa[0][1] == base["other_task.accuracy"]
+    assert rep.columns["OT"] is not None
+    led.close()
