@@ -17,7 +17,7 @@ Per-step suites (SR, RR, OH, OA, DN, OT, efficacy, NS, ...) are the mean over th
 recorded them, each measured right after its own edit. Group suites (MH, CS, CM, TFD, Succ, D, IR,
 FR, EW, IW) are the mean over the cases, each recorded at the step where its case completed.
 Retention is its value at the last recorded step. Values are percentages as in the survey, except
-NKL (nats) and the curves.
+NKL·|V| (nats) and the curves.
 
 ``recompute=True`` reads no stored value: every metric is recomputed from the raw scores the
 ledger kept (simulator/probes/recompute.py).
@@ -69,7 +69,7 @@ RELIABILITY = {
     "Gen P": ("paraphrase", "generalization_prob", "step"),
     "NS": ("neighborhood", "ns", "step"),
     "NM": ("neighborhood", "nm", "step"),
-    "NKL": ("neighborhood", "nkl", "step"),
+    "NKL·|V|": ("neighborhood", "nkl", "step"),     # CounterFact+'s NKL times |V|: the sum over the vocabulary
     "Loc acc": ("neighborhood", "locality_acc", "step"),
     "Retention": ("retention", "efficacy_top1", "last"),
     "EW": ("multihop", "ew", "case"),
@@ -81,16 +81,16 @@ HEAD_TABLE = {f"{c}{HEAD}": (s + HEAD, m, "last") for c, (s, m, _) in {**TABLE3,
               if s in ("multihop", "conflict", "round")}
 # a column measured without MQuAKE's demonstrations stands in, marked, when the few-shot one is absent
 ZERO_SHOT_FALLBACK = {("multihop", "mh"): "mh_zeroshot", ("multihop", "iw"): "iw_zeroshot"}
-UNSCALED = {"NKL"}          # columns not shown as percentages
+UNSCALED = {"NKL·|V|"}      # columns not shown as percentages
 TABLES = {"Table 3: portability and generalisation": TABLE3, "Table 4: locality": TABLE4,
           "Reliability and locality (CounterFact)": RELIABILITY, "Group metrics at the head": HEAD_TABLE}
-NOTES = ("Percentages except NKL. Per-step suites: mean over steps, each right after its own edit. "
+NOTES = ("Percentages except NKL·|V|. Per-step suites: mean over steps, each right after its own edit. "
          "MH, CS, CM, TFD, Succ, D, IR, FR, EW, IW: mean over cases, each measured when its case completed "
          "(Li et al. 2024 / MQuAKE definitions; docs/metrics.md). CM: (P_m(k_o) - P'(k_o)) / P_m(k_o) clipped at -1, "
          "theta_m after the case's first edit. TFD against the unedited model (Li et al.'s summarize.py). "
          "D: JS divergence in nats divided by |Obj| (summarize.py's js_div), x100. OA, DN: token agreement with the "
-         "base. NKL: KL(P_edited || P_base) of the next token in nats, summed over the vocabulary (CounterFact+ "
-         "divides by |V|). * = zero-shot multi-hop questions (no MQuAKE demonstrations).")
+         "base. NKL·|V|: KL(P_edited || P_base) of the next token in nats, summed over the vocabulary "
+         "(CounterFact+'s NKL divides that sum by |V|). * = zero-shot multi-hop questions (no MQuAKE demonstrations).")
 
 # Figure 4: general abilities against the number of edits
 CURVES = {
@@ -332,7 +332,7 @@ def to_json(reports: list[RunReport]) -> dict[str, Any]:
         "zero_shot": {str(r.run_id): sorted(r.marks) for r in reports if r.marks},
         "curves": {name: {str(r.run_id): [[x, v] for x, v in r.curves[name]] for r in reports if name in r.curves}
                    for name in CURVES if any(name in r.curves for r in reports)},
-        "scale": "fractions in [0, 1] (text/markdown show percentages); NKL in nats; D in nats / |Obj|; "
+        "scale": "fractions in [0, 1] (text/markdown show percentages); NKL·|V| in nats (CounterFact+'s NKL x |V|); D in nats / |Obj|; "
                  "curves: x = number of edit requests (0 = base)",
     }
 

@@ -81,7 +81,7 @@ def test_collect_aggregates(db):
     assert rome.columns["D"] == pytest.approx((0.04 + 0.08) / 2) and rome.columns["IR"] == 0.25
     assert rome.columns["MH"] == 0.5 and rome.marks["MH"] == "*"                   # zero-shot stands in, marked
     assert rome.columns["OH"] is None and rome.columns["FR"] is None
-    assert rome.columns["NKL"] == pytest.approx(0.025)
+    assert rome.columns["NKL·|V|"] == pytest.approx(0.025)
     assert rome.columns["Retention"] == pytest.approx(0.6)                        # the last step
     assert rome.columns["CS rev@head"] == 0.5 and rome.columns["D@head"] == 0.07
     assert memit.columns.get("CS rev@head") is None                               # no head in the independent protocol
