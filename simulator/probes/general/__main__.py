@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m simulator.probes.general", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="gemma-3-270m")
     p.add_argument("--spec", default="nq,gsm8k,sst2,samsum,boolq,piqa,wikitext")
-    p.add_argument("--n", type=int, default=50, help="items per set (default 50)")
+    p.add_argument("--n", type=int, default=50, help="items per set (default 50: one pass as Figure 4 needs it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=None, help="the data folder (default: $EDITLEDGER_DATA, ../shared/data)")
     p.add_argument("--batch-size", type=int, default=16)
