@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("simulator/streams", "simulator/facts", "simulator/probes")
-MODULES = ("simulator/report.py",)
+MODULES = ("simulator/report.py", "editledger/commands/report.py", "editledger/commands/stream.py")
 # deferred on purpose, each with its reason on the line (torch, matplotlib, nltk/scipy)
 DEFERRED_OK = {("simulator/probes/runner.py", "simulator.probes.scoring"), ("simulator/report.py", "matplotlib"),
                ("simulator/report.py", "matplotlib.pyplot"), ("simulator/probes/metrics.py", "rouge_score")}

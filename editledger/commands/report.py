@@ -6,6 +6,7 @@ import sys
 
 from editledger.commands.common import find_run, open_ledger
 from ledger.errors import InputError
+from simulator import report
 
 
 def register(sub) -> None:
@@ -25,8 +26,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from simulator import report  # matplotlib and the probe definitions (~1 s): only when the command runs
-
     if args.plot and not args.plot.lower().endswith(".png"):
         raise InputError(f"--plot writes a PNG: give a file name ending in .png, not {args.plot!r}")
     led = open_ledger(args, create=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ledger.errors import InputError
 from simulator.requests import STREAM_KINDS
+from simulator.streams import load_stream, make_stream, read_benchmark, save_stream
 
 
 def register(subparsers) -> None:
@@ -56,7 +57,6 @@ def summary(stream) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from simulator.streams import load_stream  # loads the ledger's modules (~0.7 s): only when the command runs
     stream = load_stream(args.file)
     print(f"{args.file}: valid (format v1)")
     print(summary(stream))
@@ -64,7 +64,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_make(args: argparse.Namespace) -> int:
-    from simulator.streams import make_stream, read_benchmark, save_stream  # ~0.7 s: only when the command runs
     if args.n < 1:
         raise InputError(f"--n must be at least 1, got {args.n}")
     if args.batch_size < 1:
