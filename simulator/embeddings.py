@@ -37,7 +37,7 @@ class Embedder:
         from transformers import AutoModel, AutoTokenizer  # deferred: heavy, and only IKE/SERAC need it
         path = Path(path) if path is not None else model_dir()
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.model = AutoModel.from_pretrained(str(path)).eval().float()
+        self.model = AutoModel.from_pretrained(str(path), use_safetensors=True).eval().float()
         cfg = path / "sentence_bert_config.json"
         self.max_length = int(json.loads(cfg.read_text()).get("max_seq_length", 256)) if cfg.is_file() else 256
         self._memo: dict[str, torch.Tensor] = {}

@@ -20,17 +20,24 @@ import torch
 from tqdm import tqdm
 
 from ledger.errors import InputError
-from ledger.history import branch, reset
+from ledger.history import branch, reset, version_at
 from ledger.values import preferred_value
 from simulator.editors import get_editor, load_hparams
-from simulator.probes import GeneralSets, ProbeConfig, ProbeRunner
+from simulator.probes import STATE_KEY, ProbeConfig, ProbeRunner, general_sets
+from simulator.probes.runner import groups_of
+from simulator.probes.schedule import EXPENSIVE
+from simulator.probes.suites import SUITES
 from simulator.requests import PROBE_SUITES, Step
 from simulator.session import Session
 from simulator.stats_ledger import ledger_stats_provider
 from simulator.stopping import StopCondition
 
 RESUMABLE = ("running", "interrupted", "failed")
-PROBE_STATE = "_probe_state"    # diagnostics key: the probes' comparison state after the step (for resume)
+PROBE_STATE = STATE_KEY         # diagnostics key: the probes' comparison state after the step (for resume)
+# sequential: each step on the model as edited so far (sequential editing, Figure 4);
+# independent: each case (a group of steps, or one step) edited from the base model, as the survey's
+# Tables 3-4 are measured (the reference evaluates a case, then restores the weights)
+PROTOCOLS = ("sequential", "independent")
 
 
 @dataclass
@@ -44,7 +51,11 @@ class ReplayOptions:
     probe_every: dict[str, int] = field(default_factory=dict)  # suite -> every k steps (0 = only at the end)
     stats_corpus: str = "self"                # "self" (text sampled from the model), "wikitext", or a file path
     stats_tokens: int | None = None           # tokens for second-moment statistics (None: the method's default)
-    general: str = "builtin"                  # general-ability sets: "builtin" (all), "loglik" (no generation), "none"
+    general: str = "builtin"                  # general-ability sets (simulator.probes.general_sets): builtin, loglik,
+                                              # none, or real sets by name, e.g. "nq,gsm8k,sst2,samsum,boolq:50"
+    general_n: int = 10                       # items per named real set (NAME:N overrides), sampled with general_seed
+    general_seed: int = 0
+    protocol: str = "sequential"              # one of PROTOCOLS
     progress: bool = True
 
     def to_config(self) -> dict:
@@ -61,8 +72,14 @@ class ReplayOptions:
         whole("--keyframe-every", self.keyframe_every, 0)
         if self.stats_tokens is not None:
             whole("--stats-tokens", self.stats_tokens, 1)
-        if self.general not in GENERAL_CHOICES:
-            raise InputError(f"--general {self.general!r}: use one of {', '.join(GENERAL_CHOICES)}")
+        whole("--general-n", self.general_n, 1)
+        whole("--general-seed", self.general_seed, 0, 2**32 - 1)
+        general_sets(self.general, self.general_n, self.general_seed)   # InputError naming the known sets
+        if self.protocol not in PROTOCOLS:
+            raise InputError(f"--protocol {self.protocol!r}: use one of {', '.join(PROTOCOLS)}")
+        if self.protocol == "independent" and self.stop_when:
+            raise InputError("--stop-when needs the sequential protocol: in the independent protocol every case "
+                             "starts from the base model, so no step degrades the next")
         known = known_suites()
         for suite, k in self.probe_every.items():
             if suite not in known:
@@ -100,8 +117,8 @@ class Replayer:
         self.hparams = load_hparams(options.method, lm.spec, options.hparams_file, options.hparams)
         cfg = ProbeConfig(every=dict(options.probe_every)) if options.probe_every else ProbeConfig()
         # probes see the model through the session's view: the method's runtime included
-        self.probes = ProbeRunner(session.view, config=cfg, general=_general_sets(options.general),
-                                  progress=options.progress)
+        self.probes = ProbeRunner(session.view, config=cfg, progress=options.progress,
+                                  general=general_sets(options.general, options.general_n, options.general_seed))
         self.stops = [StopCondition.parse(t) for t in options.stop_when]
         self.stats_layers = self.editor.stats_layers(self.hparams)
         self.stats = None
@@ -121,6 +138,9 @@ class Replayer:
         led = self.s.ledger
         _check_context(steps, self.s.lm)
         start = start_version_id or self.s.base_version_id
+        if self.opt.protocol == "independent" and start != self.s.base_version_id:
+            raise InputError("a branch continues one model: it replays with the sequential protocol "
+                             "(the independent protocol starts every case from the base model)")
         reference = self._reference(steps, start)
         _check_relative_stops(self.stops, _base_values(reference))
         self._prepare_stats()       # before the run exists: an interrupted collection leaves no empty run
@@ -190,11 +210,23 @@ class Replayer:
                 previous: dict | None, index: int) -> int:
         led, s = self.s.ledger, self.s
         base_values = _base_values(reference)
+        independent = self.opt.protocol == "independent"
+        case_of = {j: members for members in groups_of(steps).values() for j in members} if independent else {}
+        made: dict[int, tuple[int, dict]] = {}      # independent: step index -> (its version, its probe state)
         bar = tqdm(total=len(steps), initial=index, desc=f"run {run_id}", unit="edit",
                    disable=not self.opt.progress, leave=True, dynamic_ncols=True)
         try:
             for i in range(index, len(steps)):
                 step, stepno = steps[i], first_step + i
+                applied = None                      # sequential: every step so far
+                if independent:                     # this case's earlier steps, on the base model
+                    members = case_of[i + 1]
+                    k = members.index(i + 1)
+                    applied = members[:k + 1]
+                    head, previous = ((s.base_version_id, None) if k == 0 else
+                                      made.get(members[k - 1]) or self._recorded(run_id, first_step + members[k - 1] - 1))
+                    if s.current_version_id != head:
+                        s.checkout(head)
                 req = step.requests[0]
                 bar.set_postfix_str(f"{req.subject}: {(req.target_old or '?').strip()} → {req.target_new.strip()}")
                 seed_step(self.opt.seed, stepno)
@@ -205,7 +237,8 @@ class Replayer:
                 s.apply(self.opt.method, result)
                 t1 = time.perf_counter()
                 records, state = self.probes.measure(step_index=i + 1, steps=steps, reference=reference,
-                                                     previous=previous, final=(i == len(steps) - 1))
+                                                     previous=previous, applied=applied,
+                                                     final=(i == len(steps) - 1) and not independent)
                 t2 = time.perf_counter()
                 diag = dict(result.diagnostics)
                 diag["timing_s"] = {"edit": round(t1 - t0, 4), "probes": round(t2 - t1, 4)}
@@ -213,13 +246,14 @@ class Replayer:
                 version = s.commit(
                     run_id, step=stepno, parent_version_id=head, requests=[r.to_dict() for r in step.requests],
                     diagnostics=diag, wall_time_s=t2 - t0, probes=records,
-                    keyframe=bool(self.opt.keyframe_every) and stepno % self.opt.keyframe_every == 0,
+                    keyframe=not independent and bool(self.opt.keyframe_every) and stepno % self.opt.keyframe_every == 0,
                     group=step.group, role=step.role)
                 t3 = time.perf_counter()
                 self.timing["edit_s"] += t1 - t0
                 self.timing["probe_s"] += t2 - t1
                 self.timing["record_s"] += t3 - t2
                 head, previous = version.id, state
+                made[i + 1] = (version.id, state)
                 eff = preferred_value(records, "rewrite", "efficacy_top1")
                 bar.set_postfix_str(f"{req.subject} → {req.target_new.strip()}  efficacy "
                                     f"{'?' if eff is None else f'{eff:.2f}'}")
@@ -243,6 +277,11 @@ class Replayer:
             bar.close()
             led.release_run(run_id)     # the lease goes back however the loop ends
         return run_id
+
+    def _recorded(self, run_id: int, stepno: int) -> tuple[int, dict]:
+        """(version, probe state) of a step recorded before a resume."""
+        v = version_at(self.s.ledger, run_id, stepno)
+        return v.id, (v.diagnostics or {}).get(PROBE_STATE)
 
     def _stop(self, run_id, cond: StopCondition, version, stepno, records, base_values) -> None:
         """Record the condition, roll the head back to the last good version, stop the run."""
@@ -268,12 +307,9 @@ def _base_values(reference: dict) -> dict[tuple[str, str], float]:
     return out
 
 
-GENERAL_CHOICES = ("builtin", "loglik", "none")
-
-
 def known_suites() -> set[str]:
     """Every probe suite a stream or the runner can produce (schedules and stop conditions name them)."""
-    return set(PROBE_SUITES) | set(ProbeConfig().every)
+    return set(PROBE_SUITES) | set(SUITES) | set(EXPENSIVE) | {"retention"}
 
 
 def _check_relative_stops(stops: list[StopCondition], base: dict[tuple[str, str], float]) -> None:
@@ -324,17 +360,6 @@ def _check_resumable(led, run_id: int) -> None:
         raise InputError(f"run {run_id} cannot be resumed: its history was moved after its last replayed step "
                          f"{last} (a {v.kind} at step {v.step}: {v.note or ''}). Continue it as a new run from "
                          f"the version you want: `editledger branch {run_id}@STEP STREAM`")
-
-
-def _general_sets(name: str):
-    if name == "none":
-        return None
-    if name == "builtin":
-        return GeneralSets.builtin()
-    if name == "loglik":      # the built-in sets that need no generation: perplexity, sentiment, PIQA
-        b = GeneralSets.builtin()
-        return GeneralSets(text=b.text, sentiment=b.sentiment, piqa=b.piqa)
-    raise InputError(f"unknown general-ability set {name!r}: use 'builtin', 'loglik' or 'none'")
 
 
 def _as_dict(hparams) -> dict:

@@ -55,3 +55,9 @@ def test_a_command_loads_only_its_module_and_gets_its_real_parser():
 def test_no_command_prints_help_and_fails(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+
+
+def test_replay_help_names_every_registered_method():
+    from editledger.commands.replay import METHODS
+    from simulator.editors import method_names
+    assert sorted(METHODS) == sorted(method_names())

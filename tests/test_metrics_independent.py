@@ -2,22 +2,19 @@
 and two-step branches inside one run), measured with ``ProbeRunner.measure(applied=...)``; the report
 then prints Table 3 and Table 4 with every column filled, OT included, and names the protocol.
 
-The loop below stands in for the replay's orchestration of the independent protocol (the lead's
-simulator/replay.py); it uses the session and editor API as they are today."""
+The run is made by the replay itself (``ReplayOptions(protocol="independent")``), as
+``editledger replay --protocol independent`` makes it."""
 from __future__ import annotations
 
-import time
-
 import pytest
-import torch
 
 from ledger import Ledger
 from simulator import report
-from simulator.probes import STATE_KEY, GeneralSets, ProbeConfig, ProbeRunner
+from simulator.probes import GeneralSets, ProbeConfig, ProbeRunner
 from simulator.probes.general.builtin import BUILTIN_PIQA
 from simulator.probes.runner import groups_of
 from simulator.replay import ReplayOptions, Replayer
-from simulator.session import Session, delta_to_input
+from simulator.session import Session
 from simulator.streams import MIXED, Stream, make_stream, read_benchmark
 from simulator.streams.builtin import builtin_records
 
@@ -34,53 +31,19 @@ def _stream(data) -> Stream:
     return Stream("independent-mix", MIXED, [st for p in parts for st in p.steps])
 
 
-def replay_independent(session: Session, stream: Stream, runner: ProbeRunner, opts: ReplayOptions) -> int:
-    """One run; each case (a group, or a lone step) edited from the base, measured after each of its
-    steps with the steps applied so far; every version records its probe state."""
-    rp = Replayer(session, opts)
-    rp.probes = runner
-    led, lm, steps = session.ledger, session.lm, stream.steps
-    reference = rp._reference(steps, session.base_version_id)
-    rp._prepare_stats()
-    config = {"model": "tiny-gptj", "options": {**opts.to_config(), "protocol": "independent"},
-              "stream": [st.to_dict() for st in steps], "first_step": 1, "reference": reference}
-    run = led.begin_run(base_model_id=session.base_model_id, method=opts.method, hparams={}, stream_name=stream.name,
-                        stream_digest=stream.digest, stream_kind=stream.kind, config=config, name="independent")
-    base_fps = dict(led.version(session.base_version_id).tensor_fingerprints or {})
-    for members in groups_of(steps).values():
-        session.checkout(session.base_version_id)
-        head, prev, fps = session.base_version_id, None, dict(base_fps)
-        for k, j in enumerate(members):
-            torch.manual_seed(j)
-            t0 = time.perf_counter()
-            res = rp.editor.edit(lm.model, lm.tokenizer, lm.spec, steps[j - 1].requests, rp.hparams, stats=rp.stats)
-            for d in res.deltas:
-                session.workspace.apply(d)
-            fps.update(session.workspace.fingerprints({d.tensor for d in res.deltas}))
-            recs, prev = runner.measure(step_index=j, steps=steps, reference=reference, previous=prev,
-                                        applied=members[:k + 1])
-            v = led.record_step(run.id, step=j, parent_version_id=head,
-                                requests=[r.to_dict() for r in steps[j - 1].requests],
-                                deltas=[delta_to_input(d, session.workspace.param(d.tensor).shape) for d in res.deltas],
-                                tensor_fingerprints=dict(fps), diagnostics={STATE_KEY: prev},
-                                wall_time_s=time.perf_counter() - t0, probes=recs, stats_used=list(res.stats_used),
-                                group=steps[j - 1].group, role=steps[j - 1].role)
-            head = v.id
-            session.current_version_id = head
-    led.set_run_status(run.id, "done")
-    return run.id
-
-
 @pytest.fixture(scope="module")
 def independent(tmp_path_factory, shared_dir):
     stream = _stream(shared_dir / "data")
     led = Ledger.open(str(tmp_path_factory.mktemp("ind") / "l.db"))
     s = Session.open(led, "tiny-gptj", device="cpu", progress=False)
-    lm = s.lm
-    runner = ProbeRunner(lm.model, lm.tokenizer, lm.spec, ProbeConfig(),
-                         general=GeneralSets(piqa=list(BUILTIN_PIQA), spec="piqa"), progress=False)
-    opts = ReplayOptions(method="rome", stats_tokens=256, keyframe_every=0, progress=False, general="none")
-    run_id = replay_independent(s, stream, runner, opts)
+    opts = ReplayOptions(method="rome", stats_tokens=256, keyframe_every=0, progress=False, general="none",
+                         protocol="independent")
+    rp = Replayer(s, opts)
+    # the Other Task column (PIQA) on the built-in items only: the test needs no downstream files
+    rp.probes = ProbeRunner(s.view, config=ProbeConfig(), progress=False,
+                            general=GeneralSets(piqa=list(BUILTIN_PIQA), spec="piqa"))
+    run_id = rp.start(stream.steps, stream_name=stream.name, stream_digest=stream.digest, stream_kind=stream.kind,
+                      name="independent")
     yield led, run_id, stream
     led.close()
 

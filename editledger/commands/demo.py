@@ -37,6 +37,7 @@ def _fmt(v) -> str:
 
 
 def run(args) -> int:
+    from ledger.values import preferred_value
     from simulator.replay import ReplayOptions, Replayer
     from simulator.session import Session
     from simulator.streams.builtin import demo
@@ -52,15 +53,11 @@ def run(args) -> int:
         rows: list[str] = []
 
         def on_step(stepno, step, records, version):
-            vals = {}
-            for r in records:   # absolute values ("none") win; divergences such as NKL exist only vs the base
-                if r.against == "none" or (r.against == "base" and (r.suite, r.metric) not in vals):
-                    vals[(r.suite, r.metric)] = r.value
             r = step.requests[0]
             edit = f"{r.subject}: {(r.target_old or '?').strip()} → {r.target_new.strip()}"
             tag = f" ({step.kind.replace('_', ' ')} {step.role})" if step.role else ""
             rows.append(f"{stepno:>4}  {(edit + tag)[:44]:<44}"
-                        + "".join(f" {_fmt(vals.get((s, m)))}" for _, s, m in COLUMNS))
+                        + "".join(f" {_fmt(preferred_value(records, s, m))}" for _, s, m in COLUMNS))
 
         # cheap suites every step; general abilities scored by log-likelihood (perplexity, sentiment,
         # PIQA) every 4 edits; the generation-based sets (QA, reasoning, summaries, fluency) are left to

@@ -7,6 +7,9 @@ from ledger.errors import InputError
 
 from .common import add_model_args, bounded_int, find_run, open_ledger, printable, seed_arg
 
+# the registry's names, written out so that --help needs no torch; tests/test_cli_startup.py checks them
+METHODS = ("rome", "r-rome", "memit", "alphaedit", "ft", "kn", "mend", "grace", "ike", "serac")
+
 
 def register(sub) -> None:
     p = sub.add_parser("replay", help="replay a stream file step by step into the ledger",
@@ -18,7 +21,8 @@ def register(sub) -> None:
     p.add_argument("--model", default="gemma-3-270m",
                    help="registry name (gemma-3-270m, smollm2-135m, tiny-gptj, gpt-j-6b, ...) or a path to a "
                         "local Hugging Face directory or .gguf file (default: gemma-3-270m)")
-    p.add_argument("--method", default="rome", help="editing method: rome, memit, ft (default: rome)")
+    p.add_argument("--method", default="rome",
+                   help="editing method: " + ", ".join(METHODS) + " (default: rome; see docs/methods.md)")
     p.add_argument("--hparams", metavar="FILE", help="JSON file of hyper-parameters overriding the model's defaults")
     p.add_argument("--seed", type=seed_arg, default=0, help="seed of every step (0 .. 2^32-1; default 0)")
     p.add_argument("--name", help="a label for the run")
@@ -33,10 +37,20 @@ def register(sub) -> None:
                         "(../shared sample), or a text file")
     p.add_argument("--stats-tokens", type=bounded_int(1, what="--stats-tokens"), default=None,
                    help="tokens for the statistics (default: the method's)")
-    p.add_argument("--general", default="builtin", choices=["builtin", "loglik", "none"],
-                   help="general-ability sets measured along the run: builtin = perplexity, QA, sentiment, "
-                        "reasoning, summarisation, PIQA, fluency; loglik = only those scored without "
-                        "generation (perplexity, sentiment, PIQA); none")
+    p.add_argument("--general", default="builtin", metavar="SPEC",
+                   help="general-ability sets measured along the run: builtin = hand-written perplexity text, "
+                        "QA, sentiment, reasoning, summarisation, PIQA, fluency; loglik = only those scored "
+                        "without generation; none; or real test sets as NAME[=FILE][:N],... (wikitext, nq, "
+                        "gsm8k, sst2, samsum, boolq, dialogue, rte, mmlu, piqa; read from ../shared/data or "
+                        "$EDITLEDGER_DATA), "
+                        "see docs/metrics.md (default: builtin)")
+    p.add_argument("--general-n", type=bounded_int(1, what="--general-n"), default=10, metavar="N",
+                   help="items drawn from each real general-ability set (default 10; NAME:N in --general overrides)")
+    p.add_argument("--general-seed", type=seed_arg, default=0, help="seed of that draw (default 0)")
+    p.add_argument("--protocol", default="sequential", choices=["sequential", "independent"],
+                   help="sequential: every step edits the model the step before left (the survey's Figure 4); "
+                        "independent: every case starts from the base model (Tables 3 and 4 as their papers "
+                        "measure them); default sequential")
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -75,7 +89,8 @@ def run(args) -> int:
     opts = ReplayOptions(method=args.method.lower(), hparams_file=args.hparams, seed=args.seed,
                          stop_when=list(args.stop_when), keyframe_every=args.keyframe_every,
                          probe_every=_probe_every(args.probe_every), stats_corpus=args.stats_corpus,
-                         stats_tokens=args.stats_tokens, general=args.general)
+                         stats_tokens=args.stats_tokens, general=args.general, protocol=args.protocol,
+                         general_n=args.general_n, general_seed=args.general_seed)
     opts.validate()                              # before the model loads and before the ledger is touched
     from simulator.editors import get_editor, load_hparams
     from simulator.models.specs import SPECS
