@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "log": ("history", "show a run's version history like `git log --graph`"),
     "stream": ("stream", "build and check edit stream files"),
     "report": ("report", "the survey's tables and general-ability curves for runs"),
+    "probe": ("probe", "measure a version recorded without measurements (a reset or revert)"),
     "audit": ("audit", "name the edits that caused a degradation, with evidence"),
     "train": ("train", "train the network a method edits with (MEND)"),
     "tui": ("tui", "browse runs, timelines, edits, trajectories, diffs and audits"),
