@@ -311,3 +311,23 @@ def test_text_metrics_by_hand():
     assert r["rouge1"] == pytest.approx(2 / 3)
     assert r["rouge2"] == pytest.approx(2 * 1 * 0.4 / 1.4)    # P = 2/2, R = 2/5
     assert M.perplexity(2 * math.log(3), 2) == pytest.approx(3.0)
+
+
+def test_round_case_with_only_its_own_object_has_success_but_no_distortion():
+    """An object set of o1 alone (a record with no other objects of its relation): Succ is defined,
+    D / IR / FR compare o1 with other objects and are left out, not asserted on."""
+    rnd = [ProbeItem("O1", " A", alt=" S", choices=(" A",), label=0)]
+    steps = [Step(req("g"), kind="round", group="r1", role="forward"),
+             Step(req("h"), kind="round", group="r1", role="back", probes={"round": rnd})]
+    stub = StubScorer({0: {("O1", " A"): (0.5, True)},
+                       1: {("O1", " S"): (0.6, True), ("O1", " A"): (0.1, False)},
+                       2: {("O1", " A"): (0.7, True), ("O1", " S"): (0.2, False)}}, {})
+    runner = ProbeRunner(None, None, None, ProbeConfig(), scorer=stub)
+    ref = runner.reference(steps)
+    prev = None
+    for t in (1, 2):
+        stub.version = t
+        recs, prev = runner.measure(step_index=t, steps=steps, reference=ref, previous=prev, final=t == 2)
+    v = _values(recs)
+    assert v[("round", "success", "none")] == 1.0      # .6 > .1 at theta_m, .7 > .2 at theta'
+    assert not any(k[0] == "round" and k[1] in ("distortion", "ignore_rate", "failure_rate") for k in v)

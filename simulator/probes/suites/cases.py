@@ -100,7 +100,7 @@ def _round_objects(ctx: Ctx, group: str):
         if not it.choices or it.meta.get("phase") == "forward":
             continue
         o1 = it.label if it.label is not None else (list(it.choices).index(it.target) if it.target in it.choices else None)
-        if o1 is not None and len(it.choices) >= 2 and (it.alt or it.meta.get("o_star")):
+        if o1 is not None and (it.alt or it.meta.get("o_star")):     # Obj = {o1} alone: Succ, not D/IR/FR
             out.append((j, i, it, o1))
     return out
 
@@ -131,8 +131,9 @@ def round_trip(ctx: Ctx, label: str, groups: list[str]) -> list[ProbeRecord]:
             row["succ"] = M.round_success(m_star, m_o1, fin[o1], p_star)
             succ.append(row["succ"])
         base = [_probs(ctx.ref, ks) for ks in ck]
-        if all(b is not None for b in base):
-            others = [c for c in range(n) if c != o1]
+        others = [c for c in range(n) if c != o1]
+        # D, IR and FR compare o1 with the other objects: a case whose object set is o1 alone has none
+        if others and all(b is not None for b in base):
             pbar = [M.mean(x) for x in fin]
             bbar = [M.mean(x) for x in base]
             row["p_base"] = base
