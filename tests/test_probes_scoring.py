@@ -96,6 +96,28 @@ def test_text_nll_matches_full_forward(tiny):
     assert math.isfinite(M.perplexity(nll, n))
 
 
+def test_text_nll_opens_every_window_with_the_models_opening(tiny):
+    """A model with an opening (a BOS string, as SmolLM2's prefix or Gemma's own BOS): every window
+    is opening + text tokens and predicts all of its text tokens, each from the opening on."""
+    bos = tiny.tokenizer.bos_token
+    sc = Scorer(tiny.model, tiny.tokenizer, prefix=bos, batch_size=3)
+    text = "The city of Paris is the capital of France. " * 12
+    nll, n = sc.text_nll(text, window=32)
+    head = tiny.tokenizer(bos)["input_ids"]
+    body = tiny.tokenizer(bos + text)["input_ids"][len(head):]
+    assert head and body
+    want, cnt = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(body), 32):
+            w = head + body[i:i + 32]
+            lp = torch.log_softmax(tiny.model(torch.tensor([w])).logits[0].double(), -1)
+            k = len(head)
+            want -= float(lp[k - 1:-1].gather(1, torch.tensor(w[k:])[:, None]).sum())
+            cnt += len(w) - k
+    assert n == cnt == len(body)
+    assert abs(nll - want) < 1e-3 * max(1.0, want / 100)
+
+
 def test_generate_is_greedy(tiny):
     sc = Scorer(tiny.model, tiny.tokenizer, batch_size=2)
     prompts = ["The Eiffel Tower is located in", "Mozart", "The capital of Japan is"]
