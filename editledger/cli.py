@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stream": ("stream", "build and check edit stream files"),
     "report": ("report", "the survey's tables and general-ability curves for runs"),
     "audit": ("audit", "name the edits that caused a degradation, with evidence"),
+    "export": ("export", "write a run in another tool's result format (kmeng01/rome's case files)"),
     "train": ("train", "train the network a method edits with (MEND)"),
     "tui": ("tui", "browse runs, timelines, edits, trajectories, diffs and audits"),
     "db": ("db", "ledger database: schema status, upgrade, integrity check"),
