@@ -11,8 +11,9 @@ Both shapes are read here, and every edit becomes a step:
     prompt (with subject)   the edit request; the prompt becomes its template, the subject replaced by {}
     prompt                  rewrite probe: target_new, alt ground_truth (EasyEdit's rewrite_acc)
     rephrase_prompt(s)      paraphrase probes (rephrase_acc)
-    locality_inputs         Relation_Specificity -> attribute (OA), distracting -> distract (DN),
-                            any other key (neighborhood, Forgetfulness, ...) -> neighborhood, alt target_new
+    locality_inputs         Relation_Specificity -> attribute (OA), distracting -> distract (DN, alt
+                            target_new), any other key (neighborhood, Forgetfulness, ...) -> neighborhood
+                            (alt target_new: NS asks P(true) > P(new))
     portability_inputs      Subject_Aliasing / synonym -> portability_sr, reasoning / one_hop ->
                             portability_oh, Logical_Generalization / reversed_relation -> portability_rr;
                             other keys are refused by name unless ``portability_suites`` names their suite
@@ -62,7 +63,8 @@ def rows_from_columns(data: Mapping[str, Any]) -> list[dict]:
     n = len(prompts)
     if n == 0:
         raise InputError("EasyEdit requests: prompts is empty; give at least one edit")
-    cols = {k: _list(data.get(k), n, k) for k in ("target_new", "ground_truth", "subject", "rephrase_prompts")}
+    cols = {k: _list(data.get(k), n, k) if data.get(k) is not None or k == "target_new" else [None] * n
+            for k in ("target_new", "ground_truth", "subject", "rephrase_prompts")}
     rows = [{"prompt": prompts[i], "target_new": cols["target_new"][i], "ground_truth": cols["ground_truth"][i],
              "subject": cols["subject"][i], "rephrase_prompt": cols["rephrase_prompts"][i],
              "locality": {}, "portability": {}} for i in range(n)]
@@ -138,9 +140,9 @@ def step_from_row(row: Mapping[str, Any], i: int, *, locality_suites: Mapping[st
                          "holds a brace); EasyEdit asserts the same")
     old_answers = _answers(row.get("ground_truth"))
     new_t, old_t = sp(new), (sp(old_answers[0]) if old_answers else None)
-    cid = str(row.get("case_id", i))
+    cid = None if row.get("case_id") is None else str(row["case_id"])      # EasyEdit's data files may carry one
     req = EditRequest(subject=subject, prompt=tmpl, target_new=new_t, target_old=old_t, case_id=cid)
-    meta = {"case_id": cid, "source": "easyedit"}
+    meta = {"source": "easyedit", **({"case_id": cid} if cid is not None else {})}
     probes: dict[str, list[ProbeItem]] = {"rewrite": [ProbeItem(req.text, new_t, alt=old_t, meta=meta)]}
     reph = row.get("rephrase_prompt")
     rephs = [reph] if isinstance(reph, str) else list(reph or [])
@@ -154,8 +156,9 @@ def step_from_row(row: Mapping[str, Any], i: int, *, locality_suites: Mapping[st
             raise InputError(f"{where}: {field} must be a dict of name -> {{prompt, ground_truth}}")
         for key, entry in entries.items():
             suite = _suite(key, table, custom, default, what)
-            # locality: the fact must not move, so the new target is the competitor (CounterFact's NS)
-            alt = new_t if field == "locality" else None
+            # neighbours must keep their object against the edit's new one (CounterFact's NS, DN's alt);
+            # other attributes of the subject (OA) and portability questions have no competitor
+            alt = new_t if suite in ("neighborhood", "distract") else None
             items = [ProbeItem(p, sp(ans[0]), alt=alt, answers=tuple(sp(a) for a in ans[1:]),
                                meta={**meta, "easyedit": key})
                      for p, ans in _pairs(entry, f"{where}, {field}[{key!r}]")]
