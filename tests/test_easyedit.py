@@ -180,6 +180,10 @@ def test_hparams_file_errors(tmp_path):
         load(_yaml(tmp_path, "layers: [5\n"))
     with pytest.raises(InputError, match="must hold a mapping"):
         load(_yaml(tmp_path, "- 1\n- 2\n"))
+    with pytest.raises(InputError, match="aliases"):          # a few lines can stand for billions of values
+        load(_yaml(tmp_path, "alg_name: ROME\na: &x [1, 1, 1]\nlayers: [*x, *x, *x]\n"))
+    with pytest.raises(InputError, match="could not determine a constructor|cannot be read as YAML"):
+        load(_yaml(tmp_path, "alg_name: !!python/object:os.system echo\n"))   # safe_load: no objects
     # EasyEdit's JSON form (alg_name in it) is translated too; editledger's own JSON is read as it is
     p = tmp_path / "ee.json"
     p.write_text(json.dumps({"alg_name": "ROME", "layers": [1], "v_lr": "5e-1"}))

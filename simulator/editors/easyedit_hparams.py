@@ -31,6 +31,7 @@ import yaml
 from ledger.errors import InputError
 
 METHODS = {"ROME": "rome", "MEMIT": "memit", "FT": "ft"}
+MAX_FILE_CHARS = 100_000               # EasyEdit's files are under 2,000 characters
 FLOAT32_MAX = 3.4028234663852886e38     # FT's "no constraint": clamping float32 values to +-this changes none
 
 # Keys that name the environment; editledger takes each from elsewhere (key -> where).
@@ -107,8 +108,17 @@ def read_config(path: str | Path) -> dict:
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read hyper-parameter file {p} ({e.__class__.__name__}); give an EasyEdit "
                          "YAML file") from None
+    if len(text) > MAX_FILE_CHARS:
+        raise InputError(f"hyper-parameter file {p} is {len(text):,} characters long; EasyEdit's are a few "
+                         "hundred (is it the file you meant?)")
     try:
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            # an alias can make a few lines stand for billions of values: EasyEdit's files use none
+            if any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=yaml.SafeLoader)):
+                raise InputError(f"hyper-parameter file {p} uses YAML aliases (*name); write the values out")
+            data = yaml.safe_load(text)
     except (yaml.YAMLError, ValueError, RecursionError) as e:
         raise InputError(f"hyper-parameter file {p} cannot be read as {'JSON' if p.suffix.lower() == '.json' else 'YAML'} "
                          f"({str(e).splitlines()[0][:160]}); fix it") from None
