@@ -10,6 +10,7 @@ import json
 
 import pytest
 import torch
+import yaml
 
 import editledger
 from editledger.cli import main
@@ -102,7 +103,7 @@ model_parallel: false
 """
 
 ENVIRONMENT = {"model_name", "stats_dir", "device", "context_template_length_params", "attn_module_tmp",
-               "ln_f_module", "lm_head_module", "mom2_dataset", "model_parallel"}
+               "ln_f_module", "lm_head_module", "mom2_dataset", "model_parallel", "fp16"}
 
 
 def _yaml(tmp_path, text: str, name: str = "hp.yaml"):
@@ -126,6 +127,12 @@ def test_rome_yaml_maps_every_key(tmp_path):
                         "mom2_n_samples": 100000}
     noted = {n.split(":")[0] for n in t.notes}
     assert ENVIRONMENT <= noted and "v_weight_decay" in noted        # a difference in code is said too
+    # every key is mapped, noted, or checked (each checked one is refused when wrong: the next test)
+    mapped = {"layers", "v_num_grad_steps", "v_lr", "v_weight_decay", "clamp_norm_factor", "kl_factor",
+              "mom2_adjustment", "mom2_n_samples"}
+    checked = {"alg_name", "fact_token", "v_loss_layer", "rewrite_module_tmp", "layer_module_tmp", "mlp_module_tmp",
+               "mom2_dtype"}
+    assert set(yaml.safe_load(ROME_YAML)) == mapped | ENVIRONMENT | checked
     hp = load_hparams("rome", GPTJ, str(tmp_path / "hp.yaml"))
     assert (hp.layer, hp.v_lr, hp.mom2_adjustment, hp.clamp_norm_factor) == (5, 0.5, False, 4)
     assert hp.context_prefixes == load_hparams("rome", GPTJ).context_prefixes   # editledger's own, noted
@@ -135,9 +142,9 @@ def test_rome_yaml_maps_every_key(tmp_path):
     ({"fact_token": '"last"'}, "fact_token: 'last'"),
     ({"rewrite_module_tmp": '"transformer.h.{}.mlp.c_proj"'}, "rewrite_module_tmp"),
     ({"layer_module_tmp": '"model.layers.{}"'}, "layer_module_tmp"),
+    ({"mlp_module_tmp": '"transformer.h.{}.attn"'}, "mlp_module_tmp"),
     ({"v_loss_layer": 20}, "v_loss_layer: 20"),
     ({"layers": "[4, 5]"}, "layers: [4, 5]"),
-    ({"fp16": "true"}, "fp16: True"),
     ({"mom2_dtype": '"float16"'}, "mom2_dtype"),
     ({"no_such_key": 1}, "no_such_key: unknown"),
 ])

@@ -46,6 +46,8 @@ ELSEWHERE = {
     "attn_module_tmp": "editledger computes losses through the model's own forward pass",
     "ln_f_module": "editledger computes losses through the model's own forward pass",
     "lm_head_module": "editledger computes losses through the model's own forward pass",
+    "fp16": "the loader picks the dtype from the device (float32 on CPU, bfloat16 or float16 on CUDA); "
+            "the edit runs in it",
     "context_template_length_params": "editledger puts fixed context prefixes (hyper-parameter "
                                       "context_prefixes) before the edit prompt, so that an edit is a "
                                       "replayable function of its inputs; EasyEdit samples them from the model",
@@ -207,8 +209,6 @@ def translate(config: dict, *, method: str | None = None, spec: Any = None, sour
             check(key, got == want, f"edits {spec.name}'s {want!r}; this file is for another model")
         elif key == "mom2_dtype":
             check(key, v == "float32", "keeps second-moment statistics in float32")
-        elif key == "fp16":
-            check(key, v is False, "edits in the dtype the model is loaded in: use false")
         elif key == "layer_selection" and m == "memit":
             check(key, v == "all", "spreads MEMIT's update over every layer in layers: use all")
         elif key == "mom2_adjustment" and m == "memit":
