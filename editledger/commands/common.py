@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from pathlib import Path
 
+from editledger.refs import find_run, parse_run_at  # noqa: F401  (the commands name runs through them)
 from editledger.text import printable  # noqa: F401  (the commands print stored text through it)
 from ledger.errors import InputError
 
@@ -16,29 +16,6 @@ MAX_SEED = 2**32 - 1            # replay seeds each step with seed * 1_000_003 +
 def open_ledger(args, create: bool = True):
     from ledger import Ledger
     return Ledger.open(args.db, create=create)
-
-
-def find_run(ledger, ref: str) -> int:
-    """A run by id ("3") or by name -> run id (InputError naming the known runs otherwise)."""
-    ref = ref.strip()
-    runs = ledger.runs()
-    for r in runs:
-        if ref == str(r.id) or ref == (r.name or ""):
-            return r.id
-    known = ", ".join(f"{r.id} ({r.name})" for r in runs[:10]) or "none"
-    raise InputError(f"no run {printable(ref)!r} in this ledger (runs: {printable(known)}); "
-                     "`editledger tui` lists them all")
-
-
-def parse_run_at(ledger, ref: str) -> tuple[int, int | None]:
-    """"RUN@STEP" -> (run id, step); "RUN" -> (run id, None: the head)."""
-    ref = ref.strip()
-    m = re.fullmatch(r"(.+?)@([0-9]{1,9})", ref)      # 9 digits: a step fits every database's integer
-    if m:
-        return find_run(ledger, m.group(1)), int(m.group(2))
-    if "@" in ref and not any(r.name == ref for r in ledger.runs()):
-        raise InputError(f"cannot read {printable(ref)!r}: write RUN or RUN@STEP with a step number, e.g. 3@12")
-    return find_run(ledger, ref), None
 
 
 def device_arg(text: str) -> str:

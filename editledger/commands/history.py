@@ -52,25 +52,15 @@ def revert(args) -> int:
 
 
 def branch(args) -> int:
-    from simulator.replay import ReplayOptions, Replayer
-    from ledger.history import version_at
-    from simulator.session import Session
+    from editledger.api import EditLedger
     from simulator.streams import load_stream
-    stream = load_stream(args.stream)
+    load_stream(args.stream)                     # a bad stream file is refused before the ledger is opened
     with open_ledger(args, create=False) as led:
         run_id, step = parse_run_at(led, args.ref)
         if step is None:
             raise InputError(f"branch needs RUN@STEP, e.g. {run_id}@5")
-        origin = version_at(led, run_id, step)
-        parent = led.run(run_id)
-        opts = ReplayOptions.from_config((parent.config or {}).get("options", {}))
-        s = Session.for_run(led, run_id, device=args.device, model=args.model)
-        s.checkout(origin.id)
-        new_id = Replayer(s, opts).start(
-            stream.steps, stream_name=stream.name, stream_digest=stream.digest, stream_kind=stream.kind,
-            name=args.name, start_version_id=origin.id, first_step=step + 1,
-            extra_config={"branched_from": {"run": run_id, "step": step, "version": origin.id},
-                          "stream_path": str(args.stream)})
+        new_id = EditLedger(led, owned=False).branch(args.ref, args.stream, name=args.name, device=args.device,
+                                                     model=args.model)
         print(f"run {new_id} branches from run {run_id} at step {step}: {led.run(new_id).status}, "
               f"{led.run(new_id).step_count} steps")
     return 0

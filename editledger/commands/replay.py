@@ -5,7 +5,7 @@ import sys
 
 from ledger.errors import InputError
 
-from .common import add_model_args, bounded_int, find_run, open_ledger, printable, seed_arg
+from .common import add_model_args, bounded_int, open_ledger, printable, seed_arg
 
 # the registry's names, written out so that --help needs no torch; tests/test_cli_startup.py checks them
 METHODS = ("rome", "r-rome", "memit", "alphaedit", "ft", "kn", "mend", "grace", "ike", "serac")
@@ -66,26 +66,18 @@ def _probe_every(items: list[str]) -> dict[str, int]:
 
 
 def run(args) -> int:
-    from simulator.replay import ReplayOptions, Replayer
-    from simulator.session import Session
+    from editledger.api import EditLedger
+    from simulator.replay import ReplayOptions
     if bool(args.stream) == bool(args.resume):
         raise InputError("give either a STREAM file to replay or --resume RUN")
     if args.resume:
         with open_ledger(args, create=False) as led:
-            run_id = find_run(led, args.resume)
-            led.acquire_run(run_id)          # refused at once while another replay writes it (before the model loads)
-            try:
-                r = led.run(run_id)
-                opts = ReplayOptions.from_config((r.config or {}).get("options", {}))
-                session = Session.for_run(led, run_id, device=args.device)
-                Replayer(session, opts).resume(run_id)
-            except BaseException:
-                led.release_run(run_id)
-                raise
+            # refused at once while another replay writes it (before the model loads)
+            run_id = EditLedger(led, owned=False).resume(args.resume, device=args.device)
             _summary(led, run_id)
         return 0
     from simulator.streams import load_stream
-    stream = load_stream(args.stream)            # validated completely before anything is written
+    load_stream(args.stream)                     # validated completely before anything is written
     opts = ReplayOptions(method=args.method.lower(), hparams_file=args.hparams, seed=args.seed,
                          stop_when=list(args.stop_when), keyframe_every=args.keyframe_every,
                          probe_every=_probe_every(args.probe_every), stats_corpus=args.stats_corpus,
@@ -97,11 +89,12 @@ def run(args) -> int:
     get_editor(opts.method)                      # an unknown method, bad hyper-parameters: refused before the
     load_hparams(opts.method, SPECS.get(args.model.strip().lower()), opts.hparams_file)   # base model is registered
     with open_ledger(args) as led:
-        session = Session.open(led, args.model, device=args.device)
-        replayer = Replayer(session, opts)
-        run_id = replayer.start(stream.steps, stream_name=stream.name, stream_digest=stream.digest,
-                                stream_kind=stream.kind, name=args.name,
-                                extra_config={"stream_path": str(args.stream)})
+        run_id = EditLedger(led, owned=False).replay(
+            args.stream, model=args.model, method=opts.method, hparams=args.hparams, name=args.name,
+            seed=args.seed, device=args.device, general=args.general, general_n=args.general_n,
+            general_seed=args.general_seed, protocol=args.protocol, stop_when=opts.stop_when,
+            probe_every=opts.probe_every, keyframe_every=args.keyframe_every, stats_corpus=args.stats_corpus,
+            stats_tokens=args.stats_tokens)
         _summary(led, run_id)
     return 0
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from ledger.errors import InputError
 from simulator.requests import STREAM_KINDS
 from simulator.streams import load_stream, make_stream, read_benchmark, save_stream
+from simulator.streams.adapters.easyedit import read_easyedit
 
 
 def register(subparsers) -> None:
@@ -35,6 +36,22 @@ def register(subparsers) -> None:
     m.add_argument("-o", "--output", required=True, metavar="OUT.jsonl", help="the stream file to write")
     m.set_defaults(func=cmd_make)
 
+    i = sub.add_parser("import", help="turn another tool's edit requests into a stream file",
+                       description="Turn EasyEdit's edit requests into a stream file: a JSON file holding "
+                                   "BaseEditor.edit's arguments (prompts, target_new, ground_truth, subject, "
+                                   "rephrase_prompts, locality_inputs, portability_inputs) or a list of its "
+                                   "request dicts. One sequential step per edit (see docs/python.md).")
+    i.add_argument("--easyedit", required=True, metavar="FILE", help="EasyEdit's requests (JSON)")
+    i.add_argument("--batch-size", type=int, default=1, help="edits per step (a batch stream when > 1; default 1)")
+    i.add_argument("--portability", action="append", default=[], metavar="KEY=SUITE",
+                   help="the probe suite of a portability key editledger does not know, e.g. "
+                        "my_hop=portability_oh (repeatable)")
+    i.add_argument("--locality", action="append", default=[], metavar="KEY=SUITE",
+                   help="the probe suite of a locality key (default neighborhood; repeatable)")
+    i.add_argument("--name", default=None, help="stream name (default: the output file's stem)")
+    i.add_argument("-o", "--output", required=True, metavar="OUT.jsonl", help="the stream file to write")
+    i.set_defaults(func=cmd_import)
+
     c = sub.add_parser("check", help="validate a stream file and summarise it")
     c.add_argument("file", metavar="FILE", help="a stream file (.jsonl)")
     c.set_defaults(func=cmd_check)
@@ -59,6 +76,27 @@ def summary(stream) -> str:
 def cmd_check(args: argparse.Namespace) -> int:
     stream = load_stream(args.file)
     print(f"{args.file}: valid (format v1)")
+    print(summary(stream))
+    return 0
+
+
+def _suites(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for it in items:
+        key, _, suite = it.partition("=")
+        if not key or not suite:
+            raise InputError(f"{flag} {it!r}: write KEY=SUITE, e.g. my_hop=portability_oh")
+        out[key] = suite
+    return out
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    stream = read_easyedit(args.easyedit, batch_size=args.batch_size,
+                                  locality_suites=_suites(args.locality, "--locality"),
+                                  portability_suites=_suites(args.portability, "--portability"))
+    stream.name = args.name or Path(args.output).stem
+    save_stream(stream, args.output)
+    print(f"wrote {args.output}")
     print(summary(stream))
     return 0
 

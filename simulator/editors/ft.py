@@ -1,15 +1,22 @@
 """FT-L (the ROME paper's constrained fine-tuning baseline): Adam on one MLP output projection to raise the
 target's likelihood on the edit prompt, every weight kept within +-norm_constraint of its original value
 (an L-infinity ball, projected after each step). The change is trained as a separate tensor added through a
-hook, so the model's own weights are never written; the result is a dense delta."""
+hook, so the model's own weights are never written; the result is a dense delta.
+
+The objective (EasyEdit's ``objective_optimization``): ``target_new`` teacher-forces the target and
+scores each of its tokens at its own position; ``prompt_last`` scores every target token at the
+prompt's last position, as kmeng01/rome's ``baselines/ft/ft_main.py`` and EasyEdit's FT-L do
+(``log_softmax(logits[last_token_inds])`` gathered at all target ids). They agree on one-token targets."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from tqdm import tqdm
 
+from ledger.errors import InputError
 from simulator.deltas import EditResult, TensorDelta
 from simulator.editors.base import Editor, register_editor
 from simulator.editors.common import (add_weight_delta_hook, build_rows, logits_at, pad_id_of, per_row_positions,
@@ -24,7 +31,11 @@ class FTHyperParams:
     lr: float = at_least(0.0, 5e-4)    # Adam learning rate
     norm_constraint: float = at_least(0.0, 5e-4)  # L-infinity bound on the change of each weight (projected every step)
     early_stop_prob: float = 0.95      # stop when every target token is at least this likely
+    objective: Literal["target_new", "prompt_last"] = "target_new"  # teacher-forced, or kmeng01's FT-L (docstring)
     seed: int = 0
+
+
+OBJECTIVES = ("target_new", "prompt_last")
 
 
 @register_editor
@@ -35,6 +46,8 @@ class FTEditor(Editor):
     def edit(self, model, tokenizer, spec, requests, hparams: FTHyperParams, *, stats=None, state=None,
              progress: bool = False) -> EditResult:
         hp = hparams
+        if hp.objective not in OBJECTIVES:
+            raise InputError(f"ft hyper-parameter 'objective' must be one of {OBJECTIVES}, got {hp.objective!r}")
         t0 = time.perf_counter()
         mod = model.get_submodule(spec.rewrite_module.format(hp.layer))
         W = weight_out_in(spec, mod.weight)
@@ -51,7 +64,10 @@ class FTEditor(Editor):
                 for r in rows:
                     pos = per_row_positions(r)
                     logp = torch.log_softmax(logits_at(model, r, pos).float(), -1)
-                    lp = row_log_probs(logp, r, pos)[0]
+                    if hp.objective == "prompt_last":    # every target token at the prompt's last position
+                        lp = logp[0, 0, torch.tensor(r.targets[0], device=logp.device)]
+                    else:
+                        lp = row_log_probs(logp, r, pos)[0]
                     nlls.append(-lp.mean())
                     ps.append(float(lp.detach().exp().min()))
                 loss = torch.stack(nlls).mean()

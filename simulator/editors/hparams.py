@@ -4,6 +4,9 @@ Each editor declares a dataclass (``Editor.hparams_class``) with every default c
 a run uses are that dataclass's defaults, then the model spec's overrides (``spec.hparams[method]``),
 then a JSON file, then explicit overrides (later wins). Unknown names and values of the wrong type
 are refused with a message naming the field, so a typo never falls back to a default silently.
+
+The file may also be one of EasyEdit's hyper-parameter files for ROME, MEMIT or FT (YAML, or JSON
+with ``alg_name``): ``easyedit_hparams`` translates it, honouring every key or refusing it by name.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import InputError
+from simulator.editors import easyedit_hparams
 from simulator.editors.base import editor_class
 
 # Prefixes put in front of the edit prompt so that the key and the new value hold in many contexts
@@ -27,14 +31,15 @@ DEFAULT_CONTEXT_PREFIXES = [
 
 
 def load_hparams(method: str, spec: Any = None, path: str | None = None, overrides: dict | None = None):
-    """The method's hyper-parameters: defaults < ``spec.hparams[method]`` < JSON file < ``overrides``."""
+    """The method's hyper-parameters: defaults < ``spec.hparams[method]`` < file < ``overrides``. The
+    file is editledger's JSON, or EasyEdit's ROME/MEMIT/FT YAML (translated, see easyedit_hparams)."""
     cls = editor_class(method).hparams_class
     m = method.lower()
     values: dict[str, Any] = {}
     if spec is not None:
         values.update(spec.hparams.get(m, {}))
     if path is not None:
-        values.update(_read_file(Path(path)))
+        values.update(read_file(Path(path), m, spec))
     values.update(overrides or {})
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
@@ -69,7 +74,18 @@ def _check_layers(method: str, hp: Any, spec: Any) -> None:
                              + (f" (it has layers 0..{n - 1})" if n else " (layers count from 0)"))
 
 
-def _read_file(p: Path) -> dict:
+def read_file(p: Path, method: str, spec: Any = None) -> dict:
+    """The hyper-parameter values a file gives ``method``: editledger's JSON as it is, an EasyEdit file
+    (YAML, or JSON with ``alg_name``) translated."""
+    if easyedit_hparams.is_easyedit_file(p):
+        return easyedit_hparams.load(p, method=method, spec=spec).values
+    data = _read_json(p)
+    if "alg_name" in data:
+        return easyedit_hparams.translate(data, method=method, spec=spec, source=str(p)).values
+    return data
+
+
+def _read_json(p: Path) -> dict:
     try:
         data = json.loads(p.read_text())
     except FileNotFoundError:
@@ -88,6 +104,8 @@ def _read_file(p: Path) -> dict:
 
 
 def _type_name(t) -> str:
+    if typing.get_origin(t) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(t))
     return getattr(t, "__name__", None) or str(t).replace("typing.", "")
 
 
@@ -95,6 +113,8 @@ def _matches(value: Any, t) -> bool:
     origin = typing.get_origin(t)
     if t is Any:
         return True
+    if origin is typing.Literal:
+        return value in typing.get_args(t)
     if origin in (typing.Union, types.UnionType):
         return any(_matches(value, a) for a in typing.get_args(t))
     if t is type(None):
