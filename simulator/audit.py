@@ -11,19 +11,31 @@ Three kinds of evidence, all read from the ledger (no model needed):
 * **leak** — an edit whose own locality probes (neighbourhood, other attributes, distractors)
   moved away from the base model more than a threshold; the prompts that flipped are the evidence.
 
-With the model (``verify``), each suspect is then tested counterfactually: the head's weights
-rebuilt *without* that step's delta and re-measured. The recovered fraction of the degradation is
-recorded beside the ledger evidence.
+* **health** — the per-step telemetry (``simulator/telemetry.py``): steps whose update size,
+  condition-number jump or perplexity jump is an outlier against the rest of the run (a possible
+  disabling edit).
+
+``rank_suspects`` folds these into one ranking: a step's score is its share of the decline of a
+general ability that is degraded beyond the tolerance, or its telemetry flag (z / 2·threshold, up to
+1), whichever is larger; 0.5 and above is "above the threshold".
+
+With the model, ``verify`` re-measures each suspect's metric on the head *without* that step
+(through the session: weights and method state, no editor re-run), and
+``simulator.audit_search.investigate`` searches for the steps that explain the degradation
+(bisection, group testing, pairs).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm import tqdm
 
-from simulator.probes import ProbeRunner
-from simulator.requests import Step
+from ledger.errors import InputError
+
+from simulator.audit_search import DEFAULT_TOLERANCE, default_tolerance_condition, measurer, recorded_base
+from simulator.telemetry import SUITE as HEALTH, HealthConfig, describe_z, flag_outliers, outcome_z
 
 # cumulative metrics and their direction (True: higher is better)
 CUMULATIVE = {
@@ -32,6 +44,8 @@ CUMULATIVE = {
     ("fluency", "ngram_entropy"): True,
 }
 CUMULATIVE_SUITES = {"downstream": True}
+CUMULATIVE[("health", "ppl")] = False          # the telemetry's perplexity proxy
+LOG_DECLINE = {("perplexity", "ppl"), ("health", "ppl")}   # declines split in log space
 # per-edit locality metrics, recorded against the base as (current - base)
 LEAK = {("neighborhood", "ns"): True, ("attribute", "accuracy"): True, ("distract", "accuracy"): True,
         ("neighborhood", "locality_acc"): True, ("attribute", "locality_acc"): True,
@@ -52,7 +66,8 @@ class Finding:
                 "summary": self.summary, "evidence": {"step": self.step, **self.evidence}}
 
 
-def _head_edits(ledger, run_id: int):
+def head_edits(ledger, run_id: int):
+    """The run's edit and revert versions on its head's lineage, oldest first (what an audit leaves out)."""
     run = ledger.run(run_id)
     return [v for v in ledger.lineage(run.head_version_id) if v.run_id == run_id and v.kind in ("edit", "revert")]
 
@@ -77,7 +92,7 @@ def _series(ledger, versions, suite: str, metric: str) -> list[tuple[Any, float]
 
 
 def forgetting(ledger, run_id: int, versions=None) -> list[Finding]:
-    versions = versions if versions is not None else _head_edits(ledger, run_id)
+    versions = versions if versions is not None else head_edits(ledger, run_id)
     held: dict[int, bool] = {}            # edit step -> held at the previous version
     lost_at: dict[int, tuple[Any, float, float]] = {}
     p_new: dict[int, float] = {}
@@ -121,19 +136,24 @@ def forgetting(ledger, run_id: int, versions=None) -> list[Finding]:
 
 
 def decline(ledger, run_id: int, suite: str, metric: str, higher_is_better: bool, versions=None,
-            base_value: float | None = None, min_total: float = 1e-9, cover: float = 0.8) -> list[Finding]:
+            base_value: float | None = None, min_total: float = 1e-9, cover: float = 0.8,
+            log: bool = False) -> list[Finding]:
     """Split the base→head change of a cumulative metric into per-step changes; name the steps
-    that account for ``cover`` of the decline."""
-    versions = versions if versions is not None else _head_edits(ledger, run_id)
+    that account for ``cover`` of the decline. ``log``: split the change of log(value) instead
+    (perplexity: a step that doubles it counts the same at 10 as at 1000)."""
+    versions = versions if versions is not None else head_edits(ledger, run_id)
     series = _series(ledger, versions, suite, metric)
     if not series:
         return []
     sign = -1.0 if higher_is_better else 1.0          # badness = sign * value
     start = base_value if base_value is not None else None
     points = ([(None, start)] if start is not None else []) + series
+    if log and any(x <= 0 for _, x in points):
+        log = False
+    f = math.log if log else (lambda x: x)
     incs = []
     for (v0, a), (v1, b) in zip(points, points[1:]):
-        incs.append((v1, sign * (b - a), a, b))
+        incs.append((v1, sign * (f(b) - f(a)), a, b))
     total = sum(i for _, i, _, _ in incs)
     if total <= min_total:
         return []
@@ -154,7 +174,7 @@ def decline(ledger, run_id: int, suite: str, metric: str, higher_is_better: bool
 
 def leaks(ledger, run_id: int, versions=None, threshold: float = 0.2) -> list[Finding]:
     """Edits whose own locality probes dropped by more than ``threshold`` against the base."""
-    versions = versions if versions is not None else _head_edits(ledger, run_id)
+    versions = versions if versions is not None else head_edits(ledger, run_id)
     out = []
     for v in versions:
         for p in ledger.probes(v.id):
@@ -172,54 +192,129 @@ def leaks(ledger, run_id: int, versions=None, threshold: float = 0.2) -> list[Fi
     return out
 
 
-def audit_run(ledger, run_id: int) -> list[Finding]:
-    """Every ledger-only finding for the run's head lineage, most damaging first per kind."""
-    versions = _head_edits(ledger, run_id)
-    ref = (ledger.run(run_id).config or {}).get("reference", {}) or {}
-    base_metrics = ref.get("base_metrics", {})
+def health_findings(ledger, run_id: int, versions=None, config: HealthConfig | None = None) -> list[Finding]:
+    """Steps the health telemetry flags against the whole run (every other step of the head's
+    lineage): a possible disabling edit, with the z-scores and the recorded numbers as evidence."""
+    cfg = config or HealthConfig()
+    versions = versions if versions is not None else head_edits(ledger, run_id)
+    per_step = []
+    for v in versions:
+        vals = {p.metric: float(p.value) for p in ledger.probes(v.id, HEALTH) if p.against == "none"}
+        if vals:
+            per_step.append((v, vals))
+    values = {v.id: vals for v, vals in per_step}
+    out = []
+    for v, z in flag_outliers(per_step, cfg):
+        vals = values[v.id]
+        seen = {k: vals[k] for k in ("delta_rel", "cond_step", "cond_ratio", "ppl_step", "ppl_ratio", "key_norm",
+                                    "denominator") if k in vals}
+        out.append(Finding(v.id, v.step, "health.outlier", outcome_z(z),
+                           f"step {v.step} ({_edit_label(ledger, v.id)}) is a possible disabling edit: "
+                           f"{describe_z(z, cfg.z_threshold)}", {"z": z, "values": seen, "threshold": cfg.z_threshold}))
+    return out
+
+
+def audit_run(ledger, run_id: int, tolerance: float = DEFAULT_TOLERANCE) -> list[Finding]:
+    """Every ledger-only finding for the run's head lineage, most damaging first per kind. A decline
+    carries ``degraded``: whether its metric at the head is beyond ``tolerance`` of the base."""
+    versions = head_edits(ledger, run_id)
     findings = forgetting(ledger, run_id, versions)
     for suite, metric in ledger.metrics(run_id):
         hib = CUMULATIVE.get((suite, metric), CUMULATIVE_SUITES.get(suite))
         if hib is None or (suite, metric) == ("retention", "efficacy_top1"):
             continue
-        findings += decline(ledger, run_id, suite, metric, hib, versions,
-                            base_value=base_metrics.get(f"{suite}.{metric}"))
+        base = recorded_base(ledger, run_id, versions, suite, metric)
+        found = decline(ledger, run_id, suite, metric, hib, versions, base_value=base,
+                        log=(suite, metric) in LOG_DECLINE)
+        if found and base is not None and suite != "retention":
+            cond = default_tolerance_condition(suite, metric, tolerance)
+            degraded = cond.triggered(found[0].evidence["head"], base)
+            for f in found:
+                f.evidence.update(degraded=degraded, condition=cond.text)
+        findings += found
     findings += leaks(ledger, run_id, versions)
+    findings += health_findings(ledger, run_id, versions)
     return findings
 
 
-def verify(session, run_id: int, findings: list[Finding], progress: bool = True) -> list[Finding]:
-    """Counterfactual check with the model: make the head without each suspect step live (through
-    the session: weights and method state, no editor re-run), re-measure, and record how much of the
-    degradation that recovers."""
+@dataclass
+class Suspect:
+    version_id: int
+    step: int
+    label: str
+    score: float                                   # 0..1; 0.5 and above: above the threshold
+    reasons: list[str] = field(default_factory=list)
+
+
+def rank_suspects(ledger, findings: list[Finding], z_threshold: float = HealthConfig.z_threshold) -> list[Suspect]:
+    """Steps ranked by how much of a degraded general ability they account for (their share of its
+    decline) and by their telemetry flag (z / 2·threshold, at most 1). Forgetting and leaks are
+    about single facts, not general abilities: they are findings, not suspects."""
+    by: dict[int, Suspect] = {}
+    for f in findings:
+        if f.metric == "health.outlier":
+            sc = min(1.0, f.score / (2 * z_threshold))
+            why = f"telemetry: {describe_z(f.evidence['z'], z_threshold)}"
+        elif f.evidence.get("degraded"):
+            sc = min(1.0, f.score)      # a step can move more than the whole decline (later steps undo some)
+            why = f"{100 * f.score:.0f}% of the {f.metric} decline ({f.evidence['before']:.4g} → {f.evidence['after']:.4g})"
+        else:
+            continue
+        s = by.setdefault(f.version_id, Suspect(f.version_id, f.step, _edit_label(ledger, f.version_id), 0.0))
+        s.score = max(s.score, sc)
+        s.reasons.append(why)
+    return sorted(by.values(), key=lambda x: (-x.score, x.step))
+
+
+def verify(session, run_id: int, findings: list[Finding], progress: bool = True, general=None,
+           limit: int | None = None) -> list[Finding]:
+    """Counterfactual check with the model: the head without each suspect step (through the session:
+    weights and method state, no editor re-run), re-measured on the finding's own metric (a leak: its
+    step's locality probes; forgetting: retention; a decline or a telemetry flag: that metric, or the
+    health perplexity proxy). One materialisation per suspect step; ``limit`` verifies the first n
+    suspect steps in the findings' order."""
     led = session.ledger
     run = led.run(run_id)
     cfg = run.config or {}
-    steps = [Step.from_dict(d) for d in cfg.get("stream", [])]
     first = int(cfg.get("first_step", 1))
-    runner = ProbeRunner(session.view)
-    edits = _head_edits(led, run_id)
-    if not edits or not steps:
-        return findings
-    head_idx = max(1, min(edits[-1].step - first + 1, len(steps)))
-    session.checkout(run.head_version_id)
-    head_records, _ = runner.measure(step_index=head_idx, steps=steps, reference=cfg.get("reference", {}),
-                                     previous=None, final=True)
-    for f in tqdm(findings, desc="verifying suspects", disable=not progress):
-        session.materialise(run.head_version_id, without={f.version_id})
-        recs, _ = runner.measure(step_index=head_idx, steps=steps, reference=cfg.get("reference", {}),
-                                 previous=None, final=True)
-        suite, metric = f.metric.split(".", 1)
+    head = run.head_version_id
+    by_version: dict[int, list[Finding]] = {}
+    for f in findings:
+        by_version.setdefault(f.version_id, []).append(f)
+    vids = list(by_version)[:limit] if limit else list(by_version)
+    meters: dict[tuple, Any] = {}
+    at_head: dict[tuple, float | None] = {}
+
+    def key_of(f: Finding) -> tuple[str, str, int | None]:
         if f.metric == "retention.forgetting":
-            suite, metric = "retention", "efficacy_top1"
-        with_v = _plain(head_records, suite, metric)
-        without_v = _plain(recs, suite, metric)
-        if with_v is not None and without_v is not None:
-            f.evidence["counterfactual"] = {"metric": f"{suite}.{metric}", "head": with_v, "head_without_step": without_v}
-    session.checkout(run.head_version_id)
+            return "retention", "efficacy_top1", None
+        if f.metric == "health.outlier":
+            return "health", "ppl", None
+        suite, metric = f.metric.split(".", 1)
+        if (suite, metric) in LEAK:
+            return suite, metric, f.step - first + 1
+        return suite, metric, None
+
+    def value(key) -> float | None:
+        if key not in meters:
+            try:
+                meters[key] = measurer(session, run_id, key[0], key[1], general=general, step_index=key[2])
+            except InputError:
+                meters[key] = None
+        return None if meters[key] is None else meters[key]()
+
+    needed = sorted({key_of(f) for vid in vids for f in by_version[vid]}, key=str)
+    session.checkout(head)
+    for key in needed:
+        at_head[key] = value(key)
+    for vid in tqdm(vids, desc="verifying suspects", disable=not progress):
+        session.materialise(head, without={vid})
+        for f in by_version[vid]:
+            key = key_of(f)
+            if at_head.get(key) is None:
+                continue
+            without = value(key)
+            f.evidence["counterfactual"] = {"metric": f"{key[0]}.{key[1]}", "head": at_head[key],
+                                            "head_without_step": without}
+    session.checkout(head)
     return findings
-
-
-def _plain(records, suite, metric):
-    """The plain value (against "none") of suite.metric: the counterfactual compares like with like."""
-    return next((float(r.value) for r in records if r.suite == suite and r.metric == metric and r.against == "none"), None)

@@ -28,6 +28,7 @@ from simulator.requests import Step
 from simulator.session import Session
 from simulator.stats_ledger import ledger_stats_provider
 from simulator.stopping import StopCondition
+from simulator.telemetry import HealthMonitor
 
 RESUMABLE = ("running", "interrupted", "failed")
 PROBE_STATE = "_probe_state"    # diagnostics key: the probes' comparison state after the step (for resume)
@@ -159,6 +160,7 @@ class Replayer:
         base_values = _base_values(reference)
         bar = tqdm(total=len(steps), initial=index, desc=f"run {run_id}", unit="edit",
                    disable=not self.opt.progress, leave=True, dynamic_ncols=True)
+        health = HealthMonitor(s, run_id, head)     # per-step health telemetry (suite "health")
         try:
             for i in range(index, len(steps)):
                 step, stepno = steps[i], first_step + i
@@ -173,6 +175,7 @@ class Replayer:
                 t1 = time.perf_counter()
                 records, state = self.probes.measure(step_index=i + 1, steps=steps, reference=reference,
                                                      previous=previous, final=(i == len(steps) - 1))
+                records += health.step(result)      # health telemetry: norms, κ, solve, perplexity proxy
                 t2 = time.perf_counter()
                 diag = dict(result.diagnostics)
                 diag["timing_s"] = {"edit": round(t1 - t0, 4), "probes": round(t2 - t1, 4)}

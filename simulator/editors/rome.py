@@ -46,12 +46,24 @@ def rome_closed_form(W: torch.Tensor, b: torch.Tensor | None, C: torch.Tensor | 
                      v_star: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(u, v) in (out, in) terms with W' = W + u v^T, computed in float64 and returned in float32.
     ``W`` is (out, in); ``C`` (in, in) or None for the identity; ``k`` (in,), ``v_star`` (out,)."""
+    u, v, _ = rome_solve(W, b, C, k, v_star)
+    return u, v
+
+
+def rome_solve(W: torch.Tensor, b: torch.Tensor | None, C: torch.Tensor | None, k: torch.Tensor,
+               v_star: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """``rome_closed_form`` plus how close to singular the solve was (the same float64 numbers, no
+    second solve): ``denominator`` = (C^-1 k)^T k of eq. 2, ``solve_cos`` = cos(C^-1 k, k) (1 for C = I;
+    near 0 the update blows up), ``residual_norm`` = ||v* - W k - b|| (the numerator's size)."""
     W64, k64 = W.to(torch.float64), k.to(torch.float64)
-    left = k64 if C is None else solve_psd(C.to(torch.float64), k64[:, None])[:, 0]
-    left = left / left.norm()  # unit left factor; the scale lives in u
+    ck = k64 if C is None else solve_psd(C.to(torch.float64), k64[:, None])[:, 0]
+    left = ck / ck.norm()  # unit left factor; the scale lives in u
     cur = W64 @ k64 + (0 if b is None else b.to(torch.float64))
-    right = (v_star.to(torch.float64) - cur) / (left @ k64)
-    return right[:, None].to(torch.float32), left[:, None].to(torch.float32)
+    resid = v_star.to(torch.float64) - cur
+    right = resid / (left @ k64)
+    info = {"denominator": float(ck @ k64), "solve_cos": float((left @ k64) / k64.norm()),
+            "residual_norm": float(resid.norm())}
+    return right[:, None].to(torch.float32), left[:, None].to(torch.float32), info
 
 
 @register_editor
@@ -91,12 +103,12 @@ class ROMEEditor(Editor):
             k_star = vr.keys.mean(0)
             # W as it stands after the earlier requests of this call
             W_cur = W.to(torch.float64) + sum((d.to(torch.float64) for _, d in applied), torch.zeros_like(W, dtype=torch.float64))
-            u, v = rome_closed_form(W_cur, b, C, k_star, vr.v0 + vr.delta)
+            u, v, solve = rome_solve(W_cur, b, C, k_star, vr.v0 + vr.delta)
             applied.append((layer, (u.to(torch.float64) @ v.to(torch.float64).T).to(W.dtype)))
             deltas.append(TensorDelta(tensor=spec.rewrite_weight(layer), kind="low_rank",
                                       factors={k_: t_.cpu() for k_, t_ in factors_to_storage(spec, u, v).items()}))
             per_request.append({**vr.diagnostics, "subject": req.subject, "target": req.target_new,
-                                "key_norm": float(k_star.norm()), "update_s": round(time.perf_counter() - t, 4),
+                                "key_norm": float(k_star.norm()), **solve, "update_s": round(time.perf_counter() - t, 4),
                                 "delta_fro_norm": deltas[-1].norm()})
         return EditResult(deltas=deltas, stats_used=stats_used, diagnostics={
             "method": "rome", "layer": layer, "tensor": spec.rewrite_weight(layer),

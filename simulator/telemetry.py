@@ -1,0 +1,411 @@
+"""Per-step health telemetry: how hard each edit pushed the model, recorded as probe records of the
+suite ``health`` so that stop conditions (``--stop-when health.cond_ratio>3``), trajectories, the
+timeline, the report and the audit see it like any other measurement.
+
+Why these numbers. Single "disabling" edits can collapse a model (Gupta et al., "Model Editing at
+Scale leads to Gradual and Catastrophic Forgetting"; Yang et al., "The Butterfly Effect of Model
+Editing"); collapse tracks the growth of the edited matrices' norms (ENCORE, NAS) and their
+condition numbers (PRUNE), and a perplexity on a small text tracks downstream collapse (Yang et al.).
+Per step, for every tensor the step changed (W: the tensor now, W0: the base, Δ: this step's delta):
+
+    delta_norm         ‖Δ‖_F (root of the summed squares over the step's tensors)
+    delta_rel          ‖Δ‖_F / ‖W0‖_F                       (max over tensors)
+    drift              ‖W − W0‖_F / ‖W0‖_F, the cumulative change (max over tensors)
+    weight_norm_ratio  ‖W‖_F / ‖W0‖_F                       (max over tensors)
+    cond, cond_ratio   κ₂(W) and κ₂(W) / κ₂(W0)             (max over tensors)
+    cond_step          κ₂(W) / κ₂(W before this step)       (max over tensors)
+    key_norm           the largest key the update was solved for (ROME k*, MEMIT K's columns)
+    denominator        the smallest (C⁻¹k)ᵀk (ROME eq. 2; MEMIT: the smallest eigenvalue of KᵀC⁻¹K)
+    solve_cos          the smallest cos(C⁻¹k, k) (ROME; near 0 the rank-one update blows up)
+    ppl, ppl_ratio     perplexity of a small fixed text (``PROXY_TEXT``), and its ratio to the base
+    ppl_step           ppl / ppl of the version before
+    outlier_z          the largest robust z-score of this step against the run so far (below)
+
+Norms of stored deltas go through ``ledger.delta_norms`` (the same numbers the TUI shows).
+Condition numbers are exact for matrices whose smaller side is at most ``cond_exact_max`` (the
+eigenvalues of the float64 Gram matrix, σ² = λ(W Wᵀ): accurate while κ ≪ 1e8); above that, a
+Lanczos estimate on the Gram matrix (Ritz values lie inside the spectrum, so it is a lower bound).
+
+Outliers. Each step gives five features, in log space: three outcomes (delta_rel, cond_step,
+ppl_step: what the step did) and two causes (key_norm and 1/denominator: why an update may blow up).
+A feature's robust z-score against the run so far is (x − median) / (1.4826 · MAD), with the scale
+floored at ``scale_floor`` (so that a run of near-identical steps does not turn a small difference
+into a large z). A step whose largest *outcome* z exceeds ``z_threshold`` (3.5, Iglewicz and
+Hoaglin's cut-off for the modified z-score) is flagged as a possible disabling edit; the causes'
+z-scores are kept as its explanation but flag nothing on their own (on tiny-gptj a clean ROME run's
+denominators spread over a factor 18, and a small one is not harmful by itself). The audit repeats
+the test against the whole run (``flag_outliers``), which also covers the first steps.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from ledger.delta_norms import sum_norm
+from ledger.records import ProbeRecord
+from simulator.deltas import EditResult, TensorDelta
+from simulator.editors.base import is_state_slot
+from simulator.probes import GeneralSets, ProbeRunner
+
+SUITE = "health"
+
+# A small fixed text for the perplexity proxy: plain sentences of several kinds (narrative, facts,
+# instructions, dialogue), none about the facts edit streams change. Yang et al. compute perplexity
+# on a small diverse corpus (ME-PPL); this is the same idea at the size a per-step check can afford.
+PROXY_TEXT = (
+    "The train left the station a few minutes late, and most of the passengers were reading or asleep. "
+    "Water boils at one hundred degrees Celsius at sea level. To make tea, warm the pot, add the leaves "
+    "and pour in water that has just boiled. \"Where did you put the keys?\" she asked. \"On the table "
+    "by the door,\" he said. The small village has a church, two shops and a school with forty children."
+)
+
+# Outlier features: (metric, direction): the log of the recorded value, negated when small is bad.
+FEATURES: tuple[tuple[str, int], ...] = (
+    ("delta_rel", 1), ("cond_step", 1), ("ppl_step", 1), ("key_norm", 1), ("denominator", -1))
+OUTCOMES = ("delta_rel", "cond_step", "ppl_step")      # the features that flag a step
+FEATURE_WORDS = {"delta_rel": "update size", "cond_step": "condition-number jump", "ppl_step": "perplexity jump",
+                 "key_norm": "key norm", "denominator": "solve denominator (small)"}
+
+
+@dataclass
+class HealthConfig:
+    text: str = PROXY_TEXT          # text of the perplexity proxy ("" turns the proxy off)
+    ppl_window: int = 128           # tokens per perplexity window
+    cond_exact_max: int = 4096      # exact κ (float64 Gram eigenvalues) while min(rows, cols) <= this
+    lanczos_steps: int = 64         # Lanczos steps for the estimate above that size
+    z_threshold: float = 3.5        # robust z above which a step is flagged
+    min_history: int = 5            # earlier steps needed before a step's z is computed
+    scale_floor: float = 0.25       # floor of the robust scale, in log units (a factor 1.28)
+
+
+# ----------------------------------------------------------------------------- condition numbers
+@torch.no_grad()
+def condition_number(W: torch.Tensor, *, exact_max: int = 4096, lanczos_steps: int = 64) -> tuple[float, str]:
+    """κ₂(W) = σ_max / σ_min of a 2-D tensor, and how it was obtained ("exact" or "lanczos").
+    Exact: eigenvalues of the float64 Gram matrix of the smaller side. Lanczos: ``lanczos_steps``
+    steps with full reorthogonalisation on that Gram matrix (a lower bound of κ)."""
+    assert W.dim() == 2, f"a condition number needs a matrix, got shape {tuple(W.shape)}"
+    A = W.detach().to(torch.float64)
+    if A.shape[0] > A.shape[1]:
+        A = A.T
+    if A.shape[0] <= exact_max:
+        lam = torch.linalg.eigvalsh(A @ A.T)
+        lo, hi = float(lam[0]), float(lam[-1])
+        how = "exact"
+    else:
+        lo, hi = _lanczos_extremes(A, lanczos_steps)
+        how = "lanczos"
+    if hi <= 0.0:
+        return float("nan"), how
+    return (math.sqrt(hi / lo) if lo > 0.0 else float("inf")), how
+
+
+def _lanczos_extremes(A: torch.Tensor, steps: int) -> tuple[float, float]:
+    """Smallest and largest Ritz values of A Aᵀ after ``steps`` Lanczos steps (seeded start)."""
+    n = A.shape[0]
+    k = min(steps, n)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    q = torch.randn(n, generator=g, dtype=torch.float64).to(A.device)
+    Q = torch.zeros(n, k, dtype=torch.float64, device=A.device)
+    alpha, beta = [], []
+    q = q / q.norm()
+    for j in range(k):
+        Q[:, j] = q
+        w = A @ (A.T @ q)
+        a = float(q @ w)
+        w = w - Q[:, :j + 1] @ (Q[:, :j + 1].T @ w)      # full reorthogonalisation (twice is enough)
+        w = w - Q[:, :j + 1] @ (Q[:, :j + 1].T @ w)
+        alpha.append(a)
+        b = float(w.norm())
+        if j == k - 1 or b < 1e-12 * max(abs(a), 1e-300):
+            break
+        beta.append(b)
+        q = w / b
+    T = torch.diag(torch.tensor(alpha, dtype=torch.float64))
+    if beta:
+        off = torch.tensor(beta[:len(alpha) - 1], dtype=torch.float64)
+        T = T + torch.diag(off, 1) + torch.diag(off, -1)
+    ritz = torch.linalg.eigvalsh(T)
+    return float(ritz[0]), float(ritz[-1])
+
+
+# ----------------------------------------------------------------------------- robust z-scores
+def robust_z(history: Sequence[float], x: float, floor: float) -> float:
+    """(x − median) / max(1.4826 · MAD, floor) of ``history`` (1.4826 · MAD estimates σ for a normal)."""
+    med = statistics.median(history)
+    mad = statistics.median(abs(h - med) for h in history)
+    return (x - med) / max(1.4826 * mad, floor)
+
+
+def features(values: dict[str, float]) -> dict[str, float]:
+    """The outlier features of one step's health values (log space, bad direction positive)."""
+    out = {}
+    for name, sign in FEATURES:
+        v = values.get(name)
+        if v is not None and math.isfinite(v) and v > 0:
+            out[name] = sign * math.log(v)
+    return out
+
+
+def step_z(history: Sequence[dict[str, float]], values: dict[str, float], cfg: HealthConfig) -> dict[str, float]:
+    """Robust z of each feature of ``values`` against the same feature over ``history`` (dicts of
+    health values of other steps); a feature with fewer than ``min_history`` points is left out."""
+    now = features(values)
+    past = [features(h) for h in history]
+    z = {}
+    for name, x in now.items():
+        hist = [p[name] for p in past if name in p]
+        if len(hist) >= cfg.min_history:
+            z[name] = robust_z(hist, x, cfg.scale_floor)
+    return z
+
+
+def flag_outliers(per_step: Sequence[tuple[Any, dict[str, float]]], cfg: HealthConfig | None = None
+                  ) -> list[tuple[Any, dict[str, float]]]:
+    """Against the whole run: for each (key, health values) the z of each feature against all the
+    other steps; returns [(key, z)] of the steps whose largest z exceeds the threshold, worst first."""
+    cfg = cfg or HealthConfig()
+    out = []
+    for i, (key, vals) in enumerate(per_step):
+        others = [v for j, (_, v) in enumerate(per_step) if j != i]
+        z = step_z(others, vals, cfg)
+        if outcome_z(z) > cfg.z_threshold:
+            out.append((key, z))
+    return sorted(out, key=lambda kz: -outcome_z(kz[1]))
+
+
+def outcome_z(z: dict[str, float]) -> float:
+    """The largest z among the outcome features (-inf when none was computed)."""
+    return max((v for k, v in z.items() if k in OUTCOMES), default=float("-inf"))
+
+
+def describe_z(z: dict[str, float], threshold: float) -> str:
+    """"update size z=12.3, perplexity jump z=5.1" for the features above the threshold (causes too)."""
+    parts = [f"{FEATURE_WORDS.get(k, k)} z={v:.1f}" for k, v in sorted(z.items(), key=lambda kv: -kv[1])
+             if v > threshold]
+    return ", ".join(parts)
+
+
+# ----------------------------------------------------------------------------- the monitor
+def _np64(t: torch.Tensor) -> np.ndarray:
+    t = t.detach().cpu()
+    return (t.double() if t.is_floating_point() else t).numpy()
+
+
+def _dense(kind: str, factors: dict[str, torch.Tensor], shape: Sequence[int], device) -> torch.Tensor:
+    """A stored delta as a float64 tensor of ``shape`` (for the base reconstruction)."""
+    if kind == "low_rank":
+        u, v = factors["u"].to(device, torch.float64), factors["v"].to(device, torch.float64)
+        return u @ v.T
+    if kind == "dense":
+        return factors["delta"].to(device, torch.float64)
+    if kind == "sparse":
+        flat = torch.zeros(int(np.prod(shape)), dtype=torch.float64, device=device)
+        flat.index_add_(0, factors["indices"].to(device, torch.long).reshape(-1),
+                        factors["values"].to(device, torch.float64).reshape(-1))
+        return flat.reshape(tuple(shape))
+    raise ValueError(f"unknown delta kind {kind!r}")
+
+
+@dataclass
+class _Track:
+    """What the monitor keeps per edited tensor: its base norm and κ, the κ of the last version, and
+    its lineage's deltas in the compact form ``sum_norm`` takes (low-rank factors concatenated, dense
+    and sparse parts summed into one dense array)."""
+    shape: tuple[int, ...]
+    base_norm: float
+    base_cond: float
+    prev_cond: float
+    us: list[np.ndarray] = field(default_factory=list)
+    vs: list[np.ndarray] = field(default_factory=list)
+    dense: np.ndarray | None = None
+
+    def add(self, kind: str, factors: dict[str, np.ndarray]) -> None:
+        if kind == "low_rank" and len(self.shape) == 2:
+            self.us.append(factors["u"])
+            self.vs.append(factors["v"])
+            return
+        if kind == "dense":
+            d = factors["delta"]
+        else:   # sparse
+            d = np.zeros(int(np.prod(self.shape)), dtype=np.float64)
+            np.add.at(d, np.asarray(factors["indices"], dtype=np.int64).ravel(), factors["values"].ravel())
+            d = d.reshape(self.shape)
+        self.dense = d.astype(np.float64) if self.dense is None else self.dense + d
+
+    def drift_norm(self) -> float:
+        parts = []
+        if self.us:
+            parts.append((1.0, "low_rank", {"u": np.concatenate(self.us, 1), "v": np.concatenate(self.vs, 1)}))
+        if self.dense is not None:
+            parts.append((1.0, "dense", {"delta": self.dense}))
+        return float(sum_norm(parts, self.shape) or 0.0)
+
+
+class HealthMonitor:
+    """Computes a step's health records after the session applied it and before it is committed.
+    One per replay (``Replayer._replay`` makes it at the head the loop starts from): the run so far
+    (for the z-scores), the base perplexity and the per-tensor base norms are read back from the
+    ledger, so a resumed or branched replay continues where the run was."""
+
+    def __init__(self, session, run_id: int, head_version_id: int, config: HealthConfig | None = None):
+        self.s, self.run_id = session, run_id
+        self.cfg = config or HealthConfig()
+        self._runner = (ProbeRunner(session.view, general=GeneralSets(text=self.cfg.text, ppl_window=self.cfg.ppl_window),
+                                    progress=False) if self.cfg.text else None)
+        self._text_sha = hashlib.sha256(self.cfg.text.encode()).hexdigest()[:16]
+        self.tracks: dict[str, _Track] = {}
+        self.history: list[dict[str, float]] = []     # health values of the lineage's earlier steps
+        self.base_ppl: float | None = None
+        self.prev_ppl: float | None = None
+        self._load(head_version_id)
+
+    # ---- starting from a head
+    def _load(self, head: int) -> None:
+        led = self.s.ledger
+        rows = led.lineage_deltas(head)
+        for v, _, _ in rows:
+            if v.kind in ("edit", "revert"):
+                vals = {p.metric: float(p.value) for p in led.probes(v.id, SUITE) if p.against == "none"}
+                if vals:
+                    self.history.append(vals)
+                for p in led.probes(v.id, SUITE):
+                    if p.metric == "ppl" and isinstance(p.detail, dict) and p.detail.get("text_sha") == self._text_sha:
+                        self.base_ppl = p.detail.get("base", self.base_ppl)
+                        self.prev_ppl = float(p.value)
+        self._init_tracks(rows)
+        if self._runner is not None and self.base_ppl is None:
+            self.base_ppl = self._base_ppl(head)
+        if self.prev_ppl is None:
+            self.prev_ppl = self.base_ppl
+
+    def _init_tracks(self, rows) -> None:
+        """Tensors the lineage already changed: their deltas so far, base norm and κ (W0 = W − ΣΔ)."""
+        parts: dict[str, list] = {}
+        for _, drows, _ in rows:
+            for r in drows:
+                if r.kind in ("low_rank", "dense", "sparse") and not is_state_slot(r.tensor):
+                    parts.setdefault(r.tensor, []).append((r.kind, self.s.ledger.read_artifact(r.artifact_digest), r.shape))
+        for name, ps in parts.items():
+            W = self.s.param(name)
+            if W.dim() != 2:
+                continue
+            D = sum(_dense(k, f, shape, W.device) for k, f, shape in ps)
+            tr = self._new_track(name, W.detach().to(torch.float64) - D, now=W)
+            for k, f, _ in ps:
+                tr.add(k, {n: _np64(t) for n, t in f.items()})
+
+    def _new_track(self, name: str, base: torch.Tensor, now: torch.Tensor | None = None) -> _Track:
+        """Track ``name`` from its base value; ``now``: its value at the version before the step (the
+        base itself when None)."""
+        cfg = self.cfg
+        bc, _ = condition_number(base, exact_max=cfg.cond_exact_max, lanczos_steps=cfg.lanczos_steps)
+        nc = bc if now is None else condition_number(now, exact_max=cfg.cond_exact_max,
+                                                     lanczos_steps=cfg.lanczos_steps)[0]
+        tr = _Track(shape=tuple(base.shape), base_norm=float(base.norm()), base_cond=bc, prev_cond=nc)
+        self.tracks[name] = tr
+        return tr
+
+    def _base_ppl(self, head: int) -> float | None:
+        """The proxy's perplexity on the base weights: measured now if the base is live, else by a
+        checkout of the base and back (before the first edit of this replay: nothing is uncommitted)."""
+        s = self.s
+        if s.current_version_id == s.base_version_id:
+            return self._ppl()
+        s.checkout(s.base_version_id)
+        try:
+            return self._ppl()
+        finally:
+            s.checkout(head)
+
+    def _ppl(self) -> float:
+        return float(self._runner.reference([])["base_metrics"]["perplexity.ppl"])
+
+    # ---- one step
+    @torch.no_grad()
+    def step(self, result: EditResult) -> list[ProbeRecord]:
+        """The health records of the step the session has just applied (``result``: the editor's)."""
+        t0 = time.perf_counter()
+        vals: dict[str, float] = {}
+        recs: list[ProbeRecord] = []
+
+        def rec(metric, value, count=1, detail=None):
+            if value is not None and math.isfinite(value):
+                vals[metric] = float(value)
+                recs.append(ProbeRecord(SUITE, metric, float(value), count, detail))
+
+        recs_w = self._weights(result.deltas)
+        if recs_w:
+            per = recs_w
+            rec("delta_norm", math.sqrt(sum(p["delta_norm"] ** 2 for p in per)), len(per), per)
+            for m in ("delta_rel", "drift", "weight_norm_ratio", "cond", "cond_ratio", "cond_step"):
+                rec(m, max(p[m] for p in per), len(per))
+        key_norm, denom, cos = _solve_diagnostics(result.diagnostics)
+        rec("key_norm", key_norm)
+        rec("denominator", denom)
+        rec("solve_cos", cos)
+        if self._runner is not None:
+            ppl = self._ppl()
+            rec("ppl", ppl, 1, {"base": self.base_ppl, "text_sha": self._text_sha})
+            if self.base_ppl:
+                rec("ppl_ratio", ppl / self.base_ppl)
+            if self.prev_ppl:
+                rec("ppl_step", ppl / self.prev_ppl)
+            self.prev_ppl = ppl
+        z = step_z(self.history, vals, self.cfg)
+        worst = outcome_z(z)
+        if math.isfinite(worst):
+            flagged = sorted(k for k, v in z.items() if k in OUTCOMES and v > self.cfg.z_threshold)
+            rec("outlier_z", worst, len(self.history),
+                {"z": z, "flagged": flagged, "threshold": self.cfg.z_threshold,
+                 "time_s": round(time.perf_counter() - t0, 4)})
+        self.history.append(vals)
+        return recs
+
+    def _weights(self, deltas: Iterable[TensorDelta]) -> list[dict]:
+        """Per tensor the step changed: the numbers of the module docstring."""
+        cfg = self.cfg
+        by_t: dict[str, list[TensorDelta]] = {}
+        for d in deltas:
+            by_t.setdefault(d.tensor, []).append(d)
+        out = []
+        for name, ds in sorted(by_t.items()):
+            W = self.s.param(name)
+            if W.dim() != 2:
+                continue
+            if name not in self.tracks:     # first change of this tensor in the lineage: W0 = W − Δ
+                D = sum(_dense(d.kind, d.factors, W.shape, W.device) for d in ds)
+                self._new_track(name, W.detach().to(torch.float64) - D)
+            tr = self.tracks[name]
+            step_parts = [(1.0, d.kind, {k: _np64(t) for k, t in d.factors.items()}) for d in ds]
+            step_norm = float(sum_norm(step_parts, tr.shape) or 0.0)
+            for _, kind, f in step_parts:
+                tr.add(kind, f)
+            cond, how = condition_number(W, exact_max=cfg.cond_exact_max, lanczos_steps=cfg.lanczos_steps)
+            bn = tr.base_norm or float("nan")
+            out.append({"tensor": name, "delta_norm": step_norm, "delta_rel": step_norm / bn,
+                        "drift": tr.drift_norm() / bn,
+                        "weight_norm_ratio": float(W.detach().to(torch.float64).norm()) / bn,
+                        "cond": cond, "cond_ratio": cond / tr.base_cond, "cond_step": cond / tr.prev_cond,
+                        "cond_method": how, "base_norm": tr.base_norm, "base_cond": tr.base_cond})
+            tr.prev_cond = cond
+        return out
+
+
+def _solve_diagnostics(diag: dict) -> tuple[float | None, float | None, float | None]:
+    """(largest key norm, smallest denominator, smallest solve cosine) from an editor's diagnostics:
+    ROME's per-request entries, MEMIT's per-layer entries; None where the method reports none."""
+    rows = [r for key in ("requests", "layers_detail") for r in (diag or {}).get(key, []) or []
+            if isinstance(r, dict)]
+
+    def pick(name, f):
+        xs = [float(r[name]) for r in rows if isinstance(r.get(name), (int, float)) and math.isfinite(r[name])]
+        return f(xs) if xs else None
+    return pick("key_norm", max), pick("denominator", min), pick("solve_cos", min)
