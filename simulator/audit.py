@@ -1,6 +1,6 @@
 """Audit: name the edits that caused a degradation, with evidence.
 
-Three kinds of evidence, all read from the ledger (no model needed):
+Four kinds of evidence, all read from the ledger (no model needed):
 
 * **forgetting** — from the retention probes' per-edit detail: for every earlier edit that the head
   no longer holds, the step at which it was last lost (held at the version before, lost at the
@@ -10,7 +10,6 @@ Three kinds of evidence, all read from the ledger (no model needed):
   the steps that account for most of it are named with their share.
 * **leak** — an edit whose own locality probes (neighbourhood, other attributes, distractors)
   moved away from the base model more than a threshold; the prompts that flipped are the evidence.
-
 * **health** — the per-step telemetry (``simulator/telemetry.py``): steps whose update size,
   condition-number jump or perplexity jump is an outlier against the rest of the run (a possible
   disabling edit).
@@ -33,7 +32,6 @@ from typing import Any
 from tqdm import tqdm
 
 from ledger.errors import InputError
-
 from simulator.audit_search import DEFAULT_TOLERANCE, default_tolerance_condition, measurer, recorded_base
 from simulator.telemetry import SUITE as HEALTH, HealthConfig, describe_z, flag_outliers, outcome_z
 
@@ -42,9 +40,9 @@ CUMULATIVE = {
     ("retention", "efficacy_top1"): True,
     ("perplexity", "ppl"): False,
     ("fluency", "ngram_entropy"): True,
+    ("health", "ppl"): False,                  # the telemetry's perplexity proxy
 }
 CUMULATIVE_SUITES = {"downstream": True}
-CUMULATIVE[("health", "ppl")] = False          # the telemetry's perplexity proxy
 LOG_DECLINE = {("perplexity", "ppl"), ("health", "ppl")}   # declines split in log space
 # per-edit locality metrics, recorded against the base as (current - base)
 LEAK = {("neighborhood", "ns"): True, ("attribute", "accuracy"): True, ("distract", "accuracy"): True,
@@ -152,21 +150,25 @@ def decline(ledger, run_id: int, suite: str, metric: str, higher_is_better: bool
         log = False
     f = math.log if log else (lambda x: x)
     incs = []
+    first_step = versions[0].step if versions else 1
     for (v0, a), (v1, b) in zip(points, points[1:]):
-        incs.append((v1, sign * (f(b) - f(a)), a, b))
-    total = sum(i for _, i, _, _ in incs)
+        since = v0.step + 1 if v0 is not None else first_step
+        incs.append((v1, sign * (f(b) - f(a)), a, b, since))
+    total = sum(x[1] for x in incs)
     if total <= min_total:
         return []
     out, acc = [], 0.0
-    for v, inc, a, b in sorted(incs, key=lambda x: -x[1]):
+    for v, inc, a, b, since in sorted(incs, key=lambda x: -x[1]):
         if inc <= 0 or acc >= cover * total:
             break
         acc += inc
+        # a metric measured every k steps moves over a window of k steps: the window is the evidence
+        who = (f"step {v.step} ({_edit_label(ledger, v.id)})" if since >= v.step else
+               f"steps {since}–{v.step} (measured together; the last: {_edit_label(ledger, v.id)})")
         out.append(Finding(v.id, v.step, f"{suite}.{metric}", inc / total,
-                           f"step {v.step} ({_edit_label(ledger, v.id)}) moved {suite}.{metric} "
-                           f"{a:.4g} → {b:.4g}: {100 * inc / total:.0f}% of the decline from "
-                           f"{points[0][1]:.4g} to {points[-1][1]:.4g}",
-                           {"before": a, "after": b, "share": inc / total,
+                           f"{who} moved {suite}.{metric} {a:.4g} → {b:.4g}: {100 * inc / total:.0f}% of the "
+                           f"decline from {points[0][1]:.4g} to {points[-1][1]:.4g}",
+                           {"before": a, "after": b, "share": inc / total, "window": [since, v.step],
                             "first": points[0][1], "head": points[-1][1],
                             "delta_norm": sum(d.norm for d in ledger.deltas(v.id))}))
     return out
@@ -197,11 +199,12 @@ def health_findings(ledger, run_id: int, versions=None, config: HealthConfig | N
     lineage): a possible disabling edit, with the z-scores and the recorded numbers as evidence."""
     cfg = config or HealthConfig()
     versions = versions if versions is not None else head_edits(ledger, run_id)
-    per_step = []
-    for v in versions:
-        vals = {p.metric: float(p.value) for p in ledger.probes(v.id, HEALTH) if p.against == "none"}
-        if vals:
-            per_step.append((v, vals))
+    by_step: dict[int, dict[str, float]] = {}
+    for suite, metric in ledger.metrics(run_id):      # one indexed query per health metric
+        if suite == HEALTH:
+            for step, value in ledger.trajectory(run_id, HEALTH, metric, against="none"):
+                by_step.setdefault(step, {})[metric] = value
+    per_step = [(v, by_step[v.step]) for v in versions if v.step in by_step]
     values = {v.id: vals for v, vals in per_step}
     out = []
     for v, z in flag_outliers(per_step, cfg):
@@ -248,14 +251,15 @@ class Suspect:
 
 def rank_suspects(ledger, findings: list[Finding], z_threshold: float = HealthConfig.z_threshold) -> list[Suspect]:
     """Steps ranked by how much of a degraded general ability they account for (their share of its
-    decline) and by their telemetry flag (z / 2·threshold, at most 1). Forgetting and leaks are
-    about single facts, not general abilities: they are findings, not suspects."""
+    decline, where the metric was measured right before and after the step) and by their telemetry
+    flag (z / 2·threshold, at most 1). Forgetting and leaks are about single facts, not general
+    abilities: they are findings, not suspects; so is a decline over several steps measured together."""
     by: dict[int, Suspect] = {}
     for f in findings:
         if f.metric == "health.outlier":
             sc = min(1.0, f.score / (2 * z_threshold))
             why = f"telemetry: {describe_z(f.evidence['z'], z_threshold)}"
-        elif f.evidence.get("degraded"):
+        elif f.evidence.get("degraded") and f.evidence["window"][0] == f.step:
             sc = min(1.0, f.score)      # a step can move more than the whole decline (later steps undo some)
             why = f"{100 * f.score:.0f}% of the {f.metric} decline ({f.evidence['before']:.4g} → {f.evidence['after']:.4g})"
         else:

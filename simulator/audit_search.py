@@ -87,6 +87,7 @@ def default_tolerance_condition(suite: str, metric: str, tolerance: float = DEFA
 
 
 def _lineage_values(ledger, versions, suite: str, metric: str) -> list[tuple[Any, float]]:
+    """(version, value) of ``suite.metric`` recorded at ``versions`` (the preferred comparison)."""
     out = []
     for v in versions:
         val = preferred_value(ledger.probes(v.id, suite), suite, metric)
@@ -523,11 +524,16 @@ def investigate(session, run_id: int, items: Sequence[Any], *, when: str | None 
         with tqdm(total=4 * len(cands), desc="candidates", disable=not progress, leave=False) as oracle.bar:
             for vid in cands:
                 inv.steps[vid] = _single(oracle, items, vid, known)
-        for vid, d in inv.steps.items():
-            inv.explanations.append(Explanation((vid,), (d["step"],), "single", d["recovery"], d["reproduction"],
-                                                d["share"]))
-        if not any(e.score >= rho for e in inv.explanations):
+        singles = [Explanation((vid,), (d["step"],), "single", d["recovery"], d["reproduction"], d["share"])
+                   for vid, d in inv.steps.items()]
+        inv.explanations = list(singles)
+        # a step that does the damage alone but whose removal does not undo it is either a culprit
+        # whose later steps kept its damage, or one of several steps that each do it ("or"): pairs tell
+        if not any(e.recovery >= rho and e.reproduction >= rho for e in singles):
             _pairs(inv, oracle, items, suspects, rho, max_pairs, per_eval, say, progress)
+            either = {v for e in inv.explanations if e.kind == "or" and e.score >= rho for v in e.version_ids}
+            inv.explanations = [e for e in inv.explanations
+                                if not (e.kind == "single" and e.recovery < rho and e.version_ids[0] in either)]
         inv.verdict = _verdict(inv)
     finally:
         oracle.bar = None

@@ -165,9 +165,10 @@ def _label(ledger, v) -> str:
 
 
 def identify(ledger, directory: str | Path, *, model: str | None = None, device: str | None = None,
-             compare_values: int = 3) -> Identification:
+             compare_values: int = 50) -> Identification:
     """Name the version ``directory`` holds (see the module docstring). ``compare_values``: how many of
-    the nearest versions get their differing tensors compared by value (one verified checkout each)."""
+    the nearest versions (as many tensors differ) get their differing tensors compared by value, one
+    verified checkout each; the closest by value comes first."""
     d = Path(directory)
     dir_fps, dir_dtypes, config = directory_fingerprints(d)
     cands = _base_candidates(ledger, config)
@@ -240,21 +241,27 @@ def _identify_on(ledger, s: Session, d: Path, dir_fps, dir_dtypes, bm, compare_v
         return out
     low = min(c.distance for c in scored)
     near = sorted([c for c in scored if c.distance == low], key=lambda c: -c.version_id)
+    if len(near) > compare_values:
+        out.notes.append(f"{len(near)} versions differ in {low} tensor(s); the {compare_values} most recent "
+                         "were compared by value")
+    cache: dict[str, torch.Tensor | None] = {}
     for c in near[:compare_values]:
-        _compare(s, d, c)
+        _compare(s, d, c, cache)
     near[:compare_values] = sorted(near[:compare_values], key=lambda c: sum(x.rel_diff or 0.0 for x in c.differing))
     out.nearest = near
     return out
 
 
 @torch.no_grad()
-def _compare(s: Session, d: Path, c: Candidate) -> None:
+def _compare(s: Session, d: Path, c: Candidate, cache: dict) -> None:
     """Values of the differing tensors against the version's (verified checkout)."""
     s.checkout(c.version_id)
     for x in c.differing:
         if x.status != "differs" or is_state_slot(x.name):
             continue
-        t = _read_tensor(d, x.name)
+        if x.name not in cache:
+            cache[x.name] = _read_tensor(d, x.name)
+        t = cache[x.name]
         ref = s.param(x.name).detach().to("cpu", torch.float64)
         if t is None or tuple(t.shape) != tuple(ref.shape):
             continue

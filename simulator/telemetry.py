@@ -351,9 +351,10 @@ class HealthMonitor:
         rec("key_norm", key_norm)
         rec("denominator", denom)
         rec("solve_cos", cos)
+        ppl_detail: dict = {"base": self.base_ppl, "text_sha": self._text_sha}
         if self._runner is not None:
             ppl = self._ppl()
-            rec("ppl", ppl, 1, {"base": self.base_ppl, "text_sha": self._text_sha})
+            rec("ppl", ppl, 1, ppl_detail)
             if self.base_ppl:
                 rec("ppl_ratio", ppl / self.base_ppl)
             if self.prev_ppl:
@@ -363,10 +364,9 @@ class HealthMonitor:
         worst = outcome_z(z)
         if math.isfinite(worst):
             flagged = sorted(k for k, v in z.items() if k in OUTCOMES and v > self.cfg.z_threshold)
-            rec("outlier_z", worst, len(self.history),
-                {"z": z, "flagged": flagged, "threshold": self.cfg.z_threshold,
-                 "time_s": round(time.perf_counter() - t0, 4)})
+            rec("outlier_z", worst, len(self.history), {"z": z, "flagged": flagged, "threshold": self.cfg.z_threshold})
         self.history.append(vals)
+        ppl_detail["time_s"] = round(time.perf_counter() - t0, 4)      # what the telemetry cost this step
         return recs
 
     def _weights(self, deltas: Iterable[TensorDelta]) -> list[dict]:
