@@ -10,18 +10,22 @@ worse (and taken in log space for perplexity-like metrics), for a set S of steps
 
     recovery r(S)      = (bad(head) − bad(head without S)) / (bad(head) − bad(base))
     reproduction q(S)  = (bad(only S) − bad(base)) / (bad(head) − bad(base))
+    share s(k)         = (bad(version k) − bad(version before k)) / (bad(head) − bad(base))
 
-where "only S" is the head without every other step of the run. S *explains* the degradation when
-r(S) ≥ ρ and q(S) ≥ ρ (ρ = 0.5 by default): removing it undoes most of the damage, and it does
-most of the damage on its own. The searches:
+where "only S" is the head without every other step of the run. A step *explains* the
+degradation when min(q, max(r, s)) ≥ ρ (ρ = 0.5 by default): it does most of the damage on its
+own, and the head needs it (r) or the damage arrived with it (s: later steps computed on the model
+it had damaged can keep the damage when it alone is removed). A pair explains it when r ≥ ρ and
+q ≥ ρ. The searches:
 
 * **bisection** over the head's lineage for the first version whose metric meets the condition:
   the head, then halving, in at most 1 + ⌈log2 n⌉ verified checkouts; values the ledger already
   holds narrow the bracket for free.
-* **group testing**: leave out the first and the second half of the steps, recurse into every block
-  whose removal recovers at least ρ, down to single steps: about 2⌈log2 n⌉ measurements for one
-  culprit instead of n. A block that recovers while neither half does holds an interaction.
-* **interactions**: when no single step explains the degradation, pairs among the suspects are
+* **group testing**, twice: leave out each half of the steps (recovery), and keep only each half
+  (reproduction); recurse into every half that reaches ρ, down to single steps: about 2⌈log2 n⌉
+  measurements per culprit instead of n. A block that reaches ρ while neither half does holds an
+  interaction between its halves.
+* **interactions**: when no step is both needed and sufficient, pairs among the suspects are
   tested: two steps that each recover it when removed but reproduce it only together ("and"), or
   that each reproduce it alone so that only removing both recovers it ("or").
 """
@@ -600,7 +604,8 @@ def _pairs(inv: Investigation, oracle: Oracle, items, suspects: Sequence[int], r
     pairs = pairs[:max_pairs]
     if not pairs:
         return
-    _say(say, f"no single step explains the degradation: testing {len(pairs)} pair(s) among the suspects "
+    _say(say, f"no single step is both needed for the damage and enough for it: testing {len(pairs)} pair(s) "
+              f"among the suspects "
               f"(one measurement each, more for a pair that undoes it; ~{per_eval:.1f} s each)")
     with tqdm(total=len(pairs), desc="pairs", disable=not progress, leave=False) as oracle.bar:
         for a, b in pairs:

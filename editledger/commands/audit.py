@@ -49,6 +49,8 @@ def run(args) -> int:
             return _bisect_only(args, led, run_id, say)
         findings = audit_run(led, run_id, tolerance=args.tolerance)
         suspects = rank_suspects(led, findings)
+        if not args.json:
+            _print_ledger(run_id, findings, suspects, args.threshold)
         inv = None
         if args.verify:
             from simulator.audit_search import investigate
@@ -57,18 +59,22 @@ def run(args) -> int:
             if findings:
                 order = {x.version_id: i for i, x in enumerate(suspects)}
                 findings.sort(key=lambda f: order.get(f.version_id, len(order)))
-                findings = verify(s, run_id, findings, limit=8)
-            say("")
+                findings = verify(s, run_id, findings, limit=8, progress=not args.json)
+                if not args.json:
+                    _print_counterfactuals(findings)
+            say(f"\nrun {run_id}: causal search (with the model)")
             inv = investigate(s, run_id, head_edits(led, run_id), when=args.when, tolerance=args.tolerance,
                               suspects=[x.version_id for x in suspects], rho=args.threshold,
-                              max_evals=args.max_evals, say=say)
+                              max_evals=args.max_evals, say=(lambda t: say("  " + t)), progress=not args.json)
         led.record_audit(run_id, _records(findings, inv))
         if args.json:
             print(json.dumps({"findings": [f.to_dict() for f in findings],
                               "suspects": [vars(x) for x in suspects],
                               "investigation": None if inv is None else inv.to_dict()}, indent=2, default=str))
             return 0
-        _print(run_id, findings, suspects, inv, args.threshold)
+        if inv is not None:
+            _print_search(inv)
+        print(f"browse them: editledger tui {run_id}")
     return 0
 
 
@@ -93,53 +99,57 @@ def _records(findings, inv) -> list[dict]:
     return rows
 
 
-def _print(run_id, findings, suspects, inv, rho) -> None:
+def _print_ledger(run_id, findings, suspects, rho) -> None:
     print(f"run {run_id}: ledger evidence (no model)")
     above = [x for x in suspects if x.score >= rho]
     if suspects:
-        print(f"  suspects for the decline of general abilities, most suspicious first "
-              f"({len(above)} at or above {rho:.2f}):")
+        print(f"  suspects (declines of general abilities, health telemetry), most suspicious first; "
+              f"{len(above)} at or above {rho:.2f}:")
         for i, x in enumerate(suspects[:10], 1):
             print(f"  {i:2d}. step {x.step} ({x.label})  score {x.score:.2f}")
             for r in x.reasons:
                 print(f"        {r}")
     else:
         print("  no step accounts for a degraded general ability, and the telemetry flags none")
-    other = [f for f in findings if f.metric != "health.outlier" and not f.evidence.get("degraded")]
+    other = [f for f in findings if f.metric != "health.outlier"
+             and not (f.evidence.get("degraded") and f.evidence.get("window", [f.step])[0] == f.step)]
     if other:
         print(f"  other findings ({len(other)}):")
         for f in other[:15]:
             print(f"    [{f.metric}] score {f.score:.2f}  {f.summary}")
             for fg in f.evidence.get("forgotten", [])[:3]:
                 print(f"        forgot step {fg['edit_step']}: {fg['edit']}")
+
+
+def _print_counterfactuals(findings) -> None:
     cfs = [f for f in findings if f.evidence.get("counterfactual")]
     if cfs:
-        print("  re-measured without each suspect's step:")
+        print("  re-measured on the head without each suspect's step:")
         for f in cfs:
             cf = f.evidence["counterfactual"]
             print(f"    step {f.step} [{f.metric}]: {cf['metric']} {cf['head']:.4g} at the head → "
                   f"{cf['head_without_step']:.4g} without it")
-    if inv is not None:
-        print(f"\nrun {run_id}: causal search (with the model)")
-        if inv.first_crossing:
-            fc = inv.first_crossing
-            print(f"  first version meeting {inv.target.condition.text}: step {fc['step']} "
-                  f"({fc['checkouts']} verified checkout(s); bound {fc['bound']})")
-        rows = inv.ranking()
-        if rows:
-            print("  steps measured on their own (r: removing it undoes, q: alone it does, s: applied it did; "
-                  "score min(q, max(r, s))):")
-            for d in rows:
-                print(f"    step {d['step']:>4}  r {100 * d['recovery']:4.0f}%  q {100 * d['reproduction']:4.0f}%  "
-                      f"s {100 * d['share']:4.0f}%  score {d['score']:.2f}")
-        for row in inv.pairs_tested:
-            q = "" if row["reproduction"] is None else f", only them {100 * row['reproduction']:.0f}%"
-            print(f"    pair steps {row['steps'][0]} + {row['steps'][1]}: without them {100 * row['recovery']:.0f}% undone{q}")
-        print(f"  verdict: {inv.verdict}")
-        c = inv.cost
-        print(f"  cost: {c.evaluations} measurements ({c.checkouts} verified checkouts, {c.materialisations} "
-              f"models without some steps) in {c.seconds:.1f} s")
-    print(f"browse them: editledger tui {run_id}")
+
+
+def _print_search(inv) -> None:
+    if inv.first_crossing:
+        fc = inv.first_crossing
+        how = (f"{fc['checkouts']} verified checkout(s)" if fc["checkouts"] else "from the recorded values")
+        print(f"  first version meeting {inv.target.condition.text}: step {fc['step']} ({how}; bound {fc['bound']})")
+    rows = inv.ranking()
+    if rows:
+        print("  steps measured on their own (r: removing it undoes, q: alone it does, s: applied it did; "
+              "score min(q, max(r, s))):")
+        for d in rows:
+            print(f"    step {d['step']:>4}  r {100 * d['recovery']:4.0f}%  q {100 * d['reproduction']:4.0f}%  "
+                  f"s {100 * d['share']:4.0f}%  score {d['score']:.2f}")
+    for row in inv.pairs_tested:
+        q = "" if row["reproduction"] is None else f", only them {100 * row['reproduction']:.0f}%"
+        print(f"    pair steps {row['steps'][0]} + {row['steps'][1]}: without them {100 * row['recovery']:.0f}% undone{q}")
+    print(f"  verdict: {inv.verdict}")
+    c = inv.cost
+    print(f"  cost: {c.evaluations} measurements ({c.checkouts} verified checkouts, {c.materialisations} "
+          f"models without some steps) in {c.seconds:.1f} s")
 
 
 def _bisect_only(args, led, run_id, say) -> int:
