@@ -73,3 +73,24 @@ def test_cli_exit_codes_and_errors(replayed, tmp_path, capsys):
     assert "never loads pickled weights" in err and "Traceback" not in err
     with pytest.raises(InputError, match="not a directory"):
         identify(led, tmp_path / "missing")
+
+
+def test_a_stateful_export_is_identified_with_its_method_state(tmp_path):
+    import toy_lookup  # noqa: F401  (registers the "toy-lookup" method)
+    from simulator.replay import ReplayOptions, Replayer
+    from simulator.session import Session
+    from simulator.streams import make_stream
+    from simulator.streams.builtin import builtin_records
+    stream = make_stream("sequential", builtin_records(seed=0), n=2, seed=0)
+    led = Ledger.open(str(tmp_path / "t.db"))
+    s = Session.open(led, "tiny-gptj", device="cpu", progress=False)
+    run_id = Replayer(s, ReplayOptions(method="toy-lookup", stats_tokens=256, progress=False, general="none")).start(
+        stream.steps, stream_name=stream.name, stream_digest=stream.digest, stream_kind=stream.kind)
+    v = {x.step: x for x in led.versions(run_id)}
+    s.export(v[1].id, tmp_path / "one")
+    got = identify(led, tmp_path / "one")
+    assert got.exact[0].version_id == v[1].id            # same weights as the base and step 2: the state decides
+    shutil.rmtree(tmp_path / "one" / "method_state")
+    bare = identify(led, tmp_path / "one")
+    assert bare.exact[0].version_id == s.base_version_id  # the weights alone are the base model's
+    led.close()
