@@ -272,14 +272,15 @@ class HealthMonitor:
         led = self.s.ledger
         rows = led.lineage_deltas(head)
         for v, _, _ in rows:
-            if v.kind in ("edit", "revert"):
-                vals = {p.metric: float(p.value) for p in led.probes(v.id, SUITE) if p.against == "none"}
-                if vals:
-                    self.history.append(vals)
-                for p in led.probes(v.id, SUITE):
-                    if p.metric == "ppl" and isinstance(p.detail, dict) and p.detail.get("text_sha") == self._text_sha:
-                        self.base_ppl = p.detail.get("base", self.base_ppl)
-                        self.prev_ppl = float(p.value)
+            if v.kind not in ("edit", "revert"):
+                continue
+            recs = [p for p in led.probes(v.id, SUITE) if p.against == "none"]
+            if recs:
+                self.history.append({p.metric: float(p.value) for p in recs})
+            for p in recs:
+                if p.metric == "ppl" and isinstance(p.detail, dict) and p.detail.get("text_sha") == self._text_sha:
+                    self.base_ppl = p.detail.get("base", self.base_ppl)
+                    self.prev_ppl = float(p.value)
         self._init_tracks(rows)
         if self._runner is not None and self.base_ppl is None:
             self.base_ppl = self._base_ppl(head)

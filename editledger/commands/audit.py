@@ -59,6 +59,9 @@ def run(args) -> int:
             if findings:
                 order = {x.version_id: i for i, x in enumerate(suspects)}
                 findings.sort(key=lambda f: order.get(f.version_id, len(order)))
+                n = min(8, len({f.version_id for f in findings}))
+                say(f"\n  re-measuring the head and the head without each of {n} suspect step(s): "
+                    f"{n + 1} models, each on the metrics its findings name")
                 findings = verify(s, run_id, findings, limit=8, progress=not args.json)
                 if not args.json:
                     _print_counterfactuals(findings)
