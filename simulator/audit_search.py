@@ -48,8 +48,9 @@ from simulator.telemetry import PROXY_TEXT, condition_number
 
 # metrics whose changes are multiplicative: fractions of a degradation are taken of their logs
 LOG_METRICS = {("perplexity", "ppl"), ("health", "ppl"), ("health", "ppl_ratio"), ("health", "cond")}
-# what a degradation of a general ability looks like when no condition is given: metric -> (op, factor)
+# without --when, a general ability is degraded when it is 20 % worse than on the base model
 DEFAULT_TOLERANCE = 0.2
+MIN_ITEMS = 20              # a downstream set needs this many items to be searched on without --when
 GENERAL_SUITES = ("perplexity", "downstream", "fluency")
 _DOWNSTREAM_FIELD = {"sentiment_acc": "sentiment", "piqa_acc": "piqa", "qa_em": "qa",
                      "reasoning_solve": "reasoning", "summarization": "summarization"}
@@ -117,8 +118,9 @@ def recorded_base(ledger, run_id: int, versions, suite: str, metric: str) -> flo
 def choose_target(ledger, run_id: int, versions, when: str | None = None,
                   tolerance: float = DEFAULT_TOLERANCE) -> tuple[Target | None, list[dict]]:
     """The condition to search for: ``when`` if given, else the general ability (or the health
-    perplexity proxy) that the recorded probes show most degraded beyond ``tolerance``. Returns the
-    target (None when nothing is degraded) and what was considered (for the report)."""
+    perplexity proxy) that the recorded probes show most degraded beyond ``tolerance`` (downstream
+    sets of fewer than ``MIN_ITEMS`` items only when named). Returns the target (None when nothing is
+    degraded) and what was considered (for the report)."""
     if when:
         cond = StopCondition.parse(when)
         return Target(cond, recorded_base(ledger, run_id, versions, cond.suite, cond.metric)), []
@@ -130,10 +132,15 @@ def choose_target(ledger, run_id: int, versions, when: str | None = None,
         base = recorded_base(ledger, run_id, versions, suite, metric)
         if not series or base is None or base <= 0:
             continue
+        count = next((int(p.count) for p in ledger.probes(series[-1][0].id, suite)
+                      if p.metric == metric and p.against == "none"), 0)
+        if suite == "downstream" and count < MIN_ITEMS:
+            continue          # one flipped answer of 8 is a 12 % change: too coarse to search on unasked
         t = Target(default_tolerance_condition(suite, metric, tolerance), base)
         head = series[-1][1]
         limit = t.condition.limit(base)
-        over = (t.bad(head) - t.bad(limit)) if head > 0 else float("inf")
+        # how far beyond its limit, as a log ratio (comparable across metrics)
+        over = (math.log(head / limit) if t.worse_when_higher else math.log(limit / head)) if head > 0 else math.inf
         considered.append({"metric": t.name, "base": base, "head": head, "condition": t.condition.text,
                            "degraded": t.degraded(head), "over": over, "target": t})
     hits = [c for c in considered if c["degraded"]]
