@@ -98,6 +98,9 @@ def atomic_write(path: Path, data: bytes, *, prefix: str = ".tmp-", suffix: str 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     try:
+        # mkstemp makes the file 0600; a team's shared ledger needs its artifacts readable like its
+        # database (what the umask allows an ordinary new file)
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -110,6 +113,12 @@ def atomic_write(path: Path, data: bytes, *, prefix: str = ".tmp-", suffix: str 
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)     # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _header_metadata(data: bytes) -> dict[str, str]:
@@ -195,3 +204,5 @@ class ArtifactStore:
         for sub in sorted(self.root.iterdir()):
             if sub.is_dir():
                 yield from sorted(p for p in sub.iterdir() if p.is_file())
+            elif sub.is_file():     # nothing of ours lives at the top: fsck reports it as stray
+                yield sub

@@ -126,6 +126,13 @@ class RunRow(LedgerTable, table=True):
     step_count: int = _col(sa.Integer, nullable=False)          # highest step recorded by record_step
     created_at: datetime = _col(sa.DateTime, nullable=False)
     updated_at: datetime = _col(sa.DateTime, nullable=False)
+    # the run's one writer (a lease): who holds it, since when, last renewed (NULL: nobody). A live
+    # holder on this host is checked by process id and start time, one elsewhere by the renewal time.
+    owner_host: Optional[str] = _col(sa.String(255), nullable=True)
+    owner_pid: Optional[int] = _col(sa.Integer, nullable=True)
+    owner_started: Optional[str] = _col(sa.String(64), nullable=True)   # the process's start time (/proc)
+    owner_token: Optional[str] = _col(sa.String(64), nullable=True)     # random per Ledger instance
+    lease_renewed_at: Optional[datetime] = _col(sa.DateTime, nullable=True)
 
 
 class VersionRow(LedgerTable, table=True):
@@ -133,7 +140,7 @@ class VersionRow(LedgerTable, table=True):
     __tablename__ = "version"
     __table_args__ = (
         sa.CheckConstraint(_in("kind", VERSION_KINDS), name="kind"),
-        sa.Index(None, "run_id", "step"),
+        sa.UniqueConstraint("run_id", "step"),     # one version per step of a run (0005)
         sa.Index(None, "parent_id"),
         sa.Index(None, "base_model_id", "kind"),
     )

@@ -41,7 +41,9 @@ from tqdm import tqdm
 
 from ledger.errors import InputError
 from ledger.values import preferred_value
-from simulator.probes import DERIVED_SUITES, GROUP_SUITES, STEP_SUITES, GeneralSets, ProbeConfig, ProbeRunner
+from simulator.probes import EXPENSIVE, SUITES, GeneralSets, ProbeConfig, ProbeRunner, general_sets
+from simulator.probes.general import TASKS
+from simulator.requests import PROBE_SUITES
 from simulator.requests import Step
 from simulator.stopping import StopCondition
 from simulator.telemetry import PROXY_TEXT, condition_number
@@ -51,9 +53,7 @@ LOG_METRICS = {("perplexity", "ppl"), ("health", "ppl"), ("health", "ppl_ratio")
 # without --when, a general ability is degraded when it is 20 % worse than on the base model
 DEFAULT_TOLERANCE = 0.2
 MIN_ITEMS = 20              # a downstream set needs this many items to be searched on without --when
-GENERAL_SUITES = ("perplexity", "downstream", "fluency")
-_DOWNSTREAM_FIELD = {"sentiment_acc": "sentiment", "piqa_acc": "piqa", "qa_em": "qa",
-                     "reasoning_solve": "reasoning", "summarization": "summarization"}
+GENERAL_SUITES = ("perplexity", "downstream", "fluency", "other_task")
 
 
 # ----------------------------------------------------------------------------- the target
@@ -151,29 +151,23 @@ def choose_target(ledger, run_id: int, versions, when: str | None = None,
 # ----------------------------------------------------------------------------- measuring
 def _general_subset(g: GeneralSets, suite: str, metric: str) -> GeneralSets:
     """Only the part of ``g`` that ``suite.metric`` needs (a measurement costs one set, not all)."""
-    keep = GeneralSets(ppl_window=g.ppl_window, qa_tokens=g.qa_tokens, reasoning_tokens=g.reasoning_tokens,
-                       summary_tokens=g.summary_tokens, fluency_tokens=g.fluency_tokens)
     if suite == "perplexity":
-        keep.text = g.text
-    elif suite == "fluency":
-        keep.fluency_prompts = list(g.fluency_prompts)
-    else:
-        name = next((f for m, f in _DOWNSTREAM_FIELD.items() if metric.startswith(m)), None)
-        if name is None:
-            raise InputError(f"unknown downstream metric {metric!r}; known: {', '.join(sorted(_DOWNSTREAM_FIELD))}")
-        setattr(keep, name, list(getattr(g, name)))
-    return keep
+        return g.only("perplexity")
+    if suite == "fluency":
+        return GeneralSets(fluency_prompts=list(g.fluency_prompts), fluency_tokens=g.fluency_tokens, spec=g.spec)
+    have = g.task_items()
+    task = next((name for name in have if TASKS[name].suite == suite and metric in TASKS[name].metrics), None)
+    if task is None:
+        known = sorted(f"{TASKS[n].suite}.{m}" for n in have for m in TASKS[n].metrics)
+        raise InputError(f"{suite}.{metric} is not a metric of the run's general-ability sets; "
+                         f"they measure {', '.join(known) or 'no task'}")
+    return g.only(task)
 
 
 def run_general_sets(run_config: dict) -> GeneralSets | None:
-    """The general-ability sets a run's replay used (its ``general`` option)."""
-    name = ((run_config or {}).get("options") or {}).get("general", "builtin")
-    if name == "none":
-        return None
-    b = GeneralSets.builtin()
-    if name == "loglik":
-        return GeneralSets(text=b.text, sentiment=b.sentiment, piqa=b.piqa)
-    return b
+    """The general-ability sets a run's replay used (its ``general``, ``general_n``, ``general_seed``)."""
+    opt = (run_config or {}).get("options") or {}
+    return general_sets(opt.get("general", "builtin"), int(opt.get("general_n", 10)), int(opt.get("general_seed", 0)))
 
 
 def measurer(session, run_id: int, suite: str, metric: str, *, general: GeneralSets | None = None,
@@ -216,7 +210,7 @@ def measurer(session, run_id: int, suite: str, metric: str, *, general: GeneralS
         raise InputError(f"run {run_id} stores no stream, so {suite}.{metric} cannot be re-measured")
     idx = step_index if step_index is not None else len(steps)
     idx = max(1, min(idx, len(steps)))
-    every = {s: 0 for s in STEP_SUITES + GROUP_SUITES + DERIVED_SUITES}
+    every = {s: 0 for s in {*PROBE_SUITES, *SUITES, *EXPENSIVE, "retention"}}   # 0: only at the end (never here)
     every[suite] = 1
     runner = ProbeRunner(session.view, config=ProbeConfig(every=every, lookahead=False), progress=False)
     reference = cfg.get("reference", {})

@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 
 from ledger.errors import InputError
-from simulator.deltas import tensor_fingerprint
+from simulator.deltas import FINGERPRINT_ALGO, canonical_fingerprint, fingerprint_algo, tensor_fingerprint
 from simulator.editors.base import STATE_SLOT_PREFIX, is_state_slot
 from simulator.models import model_names
 from simulator.session import Session
@@ -98,8 +98,27 @@ def directory_fingerprints(d: str | Path) -> tuple[dict[str, str], dict[str, str
                 fps[name] = tensor_fingerprint(t)
                 dtypes[name] = str(t.dtype).replace("torch.", "")
     for f in sorted((d / "method_state").glob("*.safetensors")) if (d / "method_state").is_dir() else []:
-        fps[STATE_SLOT_PREFIX + f.stem] = hashlib.sha256(f.read_bytes()).hexdigest()
+        fps[STATE_SLOT_PREFIX + f.stem] = canonical_fingerprint(hashlib.sha256(f.read_bytes()).hexdigest())
     return fps, dtypes, config
+
+
+class _Rehash:
+    """A directory tensor's fingerprint by another algorithm than the current one (a version recorded
+    before migration 0006 names sha256): computed once per tensor, when a version asks for it."""
+
+    def __init__(self, d: Path, fps: dict[str, str]):
+        self.d, self.fps, self.cache = d, fps, {}
+
+    def matches(self, name: str, recorded: str) -> bool:
+        if is_state_slot(name):
+            return self.fps.get(name) == canonical_fingerprint(recorded)
+        algo = fingerprint_algo(recorded)
+        if algo == FINGERPRINT_ALGO:
+            return self.fps.get(name) == recorded
+        if (name, algo) not in self.cache:
+            t = _read_tensor(self.d, name)
+            self.cache[(name, algo)] = None if t is None else tensor_fingerprint(t, algo)
+        return self.cache[(name, algo)] == canonical_fingerprint(recorded)
 
 
 def _read_tensor(d: Path, name: str) -> torch.Tensor | None:
@@ -217,18 +236,16 @@ def _identify_on(ledger, s: Session, d: Path, dir_fps, dir_dtypes, bm, compare_v
         if r.base_model_id == bm.id:
             versions += ledger.versions(r.id)
     scored = []
+    rehash = _Rehash(d, dir_fps)
     for v in versions:
         touched = dict(v.tensor_fingerprints or {})
         if v.kind == "revert" and not touched:
             continue        # a revert nobody checked out yet: its fingerprints are not known
         diff = []
         for n, fp in touched.items():
-            if is_state_slot(n):
-                if dir_fps.get(n) != fp:
-                    diff.append(TensorDiff(n, "differs" if n in dir_fps else "missing"))
-            elif n not in dir_fps:
+            if n not in dir_fps:
                 diff.append(TensorDiff(n, "missing"))
-            elif dir_fps[n] != fp:
+            elif not rehash.matches(n, fp):
                 diff.append(TensorDiff(n, "differs"))
         diff += [TensorDiff(n, "differs") for n in sorted(mism - set(touched))]
         diff += [TensorDiff(n, "unexpected") for n in sorted(dir_states - set(touched))]

@@ -53,8 +53,10 @@ from ledger.records import ProbeRecord
 from simulator.deltas import EditResult, TensorDelta
 from simulator.editors.base import is_state_slot
 from simulator.probes import GeneralSets, ProbeRunner
+from simulator.probes.suites.health import METRICS, NAME as SUITE
 
-SUITE = "health"
+__all__ = ["SUITE", "METRICS", "HealthConfig", "HealthMonitor", "condition_number", "robust_z", "step_z",
+           "flag_outliers", "outcome_z", "describe_z", "telemetry_note"]
 
 # A small fixed text for the perplexity proxy: plain sentences of several kinds (narrative, facts,
 # instructions, dialogue), none about the facts edit streams change. Yang et al. compute perplexity
@@ -249,11 +251,23 @@ class _Track:
         return float(sum_norm(parts, self.shape) or 0.0)
 
 
+def telemetry_note(editor) -> dict:
+    """What a run records about its telemetry (kept in its config): on for a method that changes
+    weights, skipped, with the reason, for one that does not (GRACE, IKE, SERAC)."""
+    if editor.changes_weights:
+        return {SUITE: "recorded with every step"}
+    return {SUITE: f"not recorded: {editor.name} changes no weights (its edits live in its method state)"}
+
+
 class HealthMonitor:
     """Computes a step's health records after the session applied it and before it is committed.
     One per replay (``Replayer._replay`` makes it at the head the loop starts from): the run so far
     (for the z-scores), the base perplexity and the per-tensor base norms are read back from the
-    ledger, so a resumed or branched replay continues where the run was."""
+    ledger, so a resumed or branched replay continues where the run was.
+
+    The replay calls ``follow(head)`` before each edit (the version the edit is built on) and
+    ``committed(version)`` after it: in the independent protocol a case's first step starts from the
+    base model again, and the per-tensor tracks and the perplexity before the step follow it."""
 
     def __init__(self, session, run_id: int, head_version_id: int, config: HealthConfig | None = None):
         self.s, self.run_id = session, run_id
@@ -262,30 +276,60 @@ class HealthMonitor:
                                     progress=False) if self.cfg.text else None)
         self._text_sha = hashlib.sha256(self.cfg.text.encode()).hexdigest()[:16]
         self.tracks: dict[str, _Track] = {}
-        self.history: list[dict[str, float]] = []     # health values of the lineage's earlier steps
+        self.history: list[dict[str, float]] = []     # health values of the run's earlier steps
         self.base_ppl: float | None = None
         self.prev_ppl: float | None = None
+        self.seconds = 0.0                            # what the last step's telemetry cost
+        self._head = head_version_id
         self._load(head_version_id)
 
     # ---- starting from a head
     def _load(self, head: int) -> None:
         led = self.s.ledger
         rows = led.lineage_deltas(head)
+        seen = set()
         for v, _, _ in rows:
-            if v.kind not in ("edit", "revert"):
-                continue
-            recs = [p for p in led.probes(v.id, SUITE) if p.against == "none"]
-            if recs:
-                self.history.append({p.metric: float(p.value) for p in recs})
-            for p in recs:
-                if p.metric == "ppl" and isinstance(p.detail, dict) and p.detail.get("text_sha") == self._text_sha:
-                    self.base_ppl = p.detail.get("base", self.base_ppl)
-                    self.prev_ppl = float(p.value)
+            if v.kind in ("edit", "revert"):
+                seen.add(v.id)
+                self._remember(led.probes(v.id, SUITE), on_lineage=True)
+        for v in led.versions(self.run_id):         # the independent protocol's other cases
+            if v.kind == "edit" and v.id not in seen:
+                self._remember(led.probes(v.id, SUITE), on_lineage=False)
         self._init_tracks(rows)
         if self._runner is not None and self.base_ppl is None:
             self.base_ppl = self._base_ppl(head)
         if self.prev_ppl is None:
             self.prev_ppl = self.base_ppl
+
+    def _remember(self, probes, on_lineage: bool) -> None:
+        recs = [p for p in probes if p.against == "none"]
+        if recs:
+            self.history.append({p.metric: float(p.value) for p in recs})
+        for p in recs:
+            if p.metric == "ppl" and isinstance(p.detail, dict) and p.detail.get("text_sha") == self._text_sha:
+                self.base_ppl = p.detail.get("base", self.base_ppl)
+                if on_lineage:
+                    self.prev_ppl = float(p.value)
+
+    def follow(self, head: int) -> None:
+        """The next edit is built on ``head`` (live in the session): if that is not the version the
+        monitor last saw, take its tensors' tracks and its perplexity from the ledger."""
+        if head == self._head:
+            return
+        led = self.s.ledger
+        rows = led.lineage_deltas(head)
+        self.tracks = {}
+        self._init_tracks(rows)
+        self.prev_ppl = self.base_ppl
+        for v, _, _ in rows:
+            for p in led.probes(v.id, SUITE):
+                if p.metric == "ppl" and p.against == "none":
+                    self.prev_ppl = float(p.value)
+        self._head = head
+
+    def committed(self, version_id: int) -> None:
+        """The step just measured was committed as ``version_id`` (the next edit's parent, usually)."""
+        self._head = version_id
 
     def _init_tracks(self, rows) -> None:
         """Tensors the lineage already changed: their deltas so far, base norm and κ (W0 = W − ΣΔ)."""
@@ -338,6 +382,7 @@ class HealthMonitor:
         recs: list[ProbeRecord] = []
 
         def rec(metric, value, count=1, detail=None):
+            assert metric in METRICS, f"health metric {metric!r} is not in simulator/probes/suites/health.py"
             if value is not None and math.isfinite(value):
                 vals[metric] = float(value)
                 recs.append(ProbeRecord(SUITE, metric, float(value), count, detail))
@@ -367,7 +412,7 @@ class HealthMonitor:
             flagged = sorted(k for k, v in z.items() if k in OUTCOMES and v > self.cfg.z_threshold)
             rec("outlier_z", worst, len(self.history), {"z": z, "flagged": flagged, "threshold": self.cfg.z_threshold})
         self.history.append(vals)
-        ppl_detail["time_s"] = round(time.perf_counter() - t0, 4)      # what the telemetry cost this step
+        self.seconds = time.perf_counter() - t0
         return recs
 
     def _weights(self, deltas: Iterable[TensorDelta]) -> list[dict]:

@@ -75,8 +75,7 @@ def test_cli_exit_codes_and_errors(replayed, tmp_path, capsys):
         identify(led, tmp_path / "missing")
 
 
-def test_a_stateful_export_is_identified_with_its_method_state(tmp_path):
-    import toy_lookup  # noqa: F401  (registers the "toy-lookup" method)
+def test_a_stateful_export_is_identified_with_its_method_state(toy_method, tmp_path):
     from simulator.replay import ReplayOptions, Replayer
     from simulator.session import Session
     from simulator.streams import make_stream
@@ -94,3 +93,18 @@ def test_a_stateful_export_is_identified_with_its_method_state(tmp_path):
     bare = identify(led, tmp_path / "one")
     assert bare.exact[0].version_id == s.base_version_id  # the weights alone are the base model's
     led.close()
+
+
+@pytest.fixture
+def toy_method():
+    """The toy stateful method (tests/toy_lookup.py), registered for this test only: the registry
+    that tests/test_cli_startup.py compares with the CLI's method list stays as the project ships it."""
+    import sys
+
+    from simulator.editors.base import _REGISTRY
+    before = "toy-lookup" in _REGISTRY
+    import toy_lookup  # noqa: F401  (registers the "toy-lookup" method)
+    yield
+    if not before:
+        _REGISTRY.pop("toy-lookup", None)
+        sys.modules.pop("toy_lookup", None)

@@ -17,11 +17,12 @@ from ledger import Ledger
 from simulator.audit import audit_run, head_edits, rank_suspects
 from simulator.audit_search import investigate
 from simulator.deltas import TensorDelta
-from simulator.editors.base import register_editor
+from simulator.editors.base import _REGISTRY, register_editor
 from simulator.editors.rome import ROMEEditor, ROMEHyperParams
 from simulator.models.specs import SPECS
 from simulator.models.tiny import TINY_FACTS
-from simulator.probes import GROUP_SUITES, STEP_SUITES, GeneralSets, ProbeConfig, ProbeRunner
+from simulator.probes import EXPENSIVE, SUITES, GeneralSets, ProbeConfig, ProbeRunner
+from simulator.requests import PROBE_SUITES
 from simulator.telemetry import HealthConfig
 
 N = 20
@@ -37,7 +38,6 @@ class PlantedHyperParams(ROMEHyperParams):
     direction: float = 0.0                           # plus this norm times a fixed rank-one direction
 
 
-@register_editor
 class PlantedROME(ROMEEditor):
     """ROME, except at the planted subjects: the delta scaled up, and/or a fixed rank-one direction
     added (the same for every planted step: u random and seeded, v the mean MLP key of a fixed text)."""
@@ -76,6 +76,15 @@ def _direction(model, tokenizer, spec, layer, tensor):
     return u / u.norm(), v / v.norm()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def planted_method():
+    """The planted method is registered for this module's tests only (a registry that other tests
+    compare with the CLI's method list stays as the project ships it)."""
+    register_editor(PlantedROME)
+    yield
+    _REGISTRY.pop(PlantedROME.name, None)
+
+
 def _stream():
     from simulator.streams import make_stream
     from simulator.streams.builtin import builtin_records
@@ -97,7 +106,7 @@ def _replay(path, plant_steps=(), scale=1.0, direction=0.0):
     hp = dict(SPECS["tiny-gptj"].hparams["rome"], **GENTLE, plant=plant, scale=scale, direction=direction)
     rep = Replayer(s, ReplayOptions(method="rome-planted", hparams=hp, stats_tokens=256, progress=False,
                                     general="none"))
-    every = {x: 0 for x in STEP_SUITES + GROUP_SUITES + ("retention", "downstream", "fluency")}
+    every = {x: 0 for x in {*PROBE_SUITES, *SUITES, *EXPENSIVE, "retention"}}
     every["perplexity"] = 1       # the general-ability probe at every step; the rest only at the end
     general = GeneralSets(text=_held_text(stream))
     rep.probes = ProbeRunner(s.view, config=ProbeConfig(every=every), general=general, progress=False)

@@ -7,6 +7,7 @@ import torch
 
 from ledger import Ledger
 from ledger.errors import IntegrityError
+from simulator import rank1_kernel
 from simulator.deltas import EditResult, TensorDelta
 from simulator.session import Session
 
@@ -44,9 +45,11 @@ def _record_chain(s: Session, n: int, keyframe_every: int):
     return run.id, snapshots
 
 
-@pytest.mark.parametrize("keyframe_every", [0, 4])
-def test_random_jumps_are_bit_identical(session, keyframe_every):
+@pytest.mark.parametrize("keyframe_every,mode", [(0, "kernel"), (4, "kernel"), (4, "reference")])
+def test_random_jumps_are_bit_identical(session, keyframe_every, mode, monkeypatch):
+    monkeypatch.setattr(rank1_kernel, "MODE", "reference")  # recorded one outer product at a time
     run_id, snapshots = _record_chain(session, 20, keyframe_every)
+    monkeypatch.setattr(rank1_kernel, "MODE", mode)         # checked out by the one-pass kernel, or not
     base = session.base_version_id
     base_params = {k: p.detach().clone() for k, p in Session.open(
         session.ledger, "tiny-gptj", device="cpu", progress=False).lm.model.named_parameters()}

@@ -19,7 +19,7 @@ from simulator.session import Session
 from simulator.streams import make_stream
 from simulator.streams.builtin import builtin_records
 
-METHODS = ["ft", "rome", "memit", "toy-lookup"]
+METHODS = ["ft", "rome", "memit", "toy-lookup", "kn", "alphaedit", "r-rome"]
 FAST = dict(stats_tokens=256, keyframe_every=3, progress=False, general="none")
 UNRELATED = [("The capital of the place is", " Paris"), ("Toyota is a car company from", " Japan")]
 

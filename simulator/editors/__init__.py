@@ -11,7 +11,8 @@ method is one new module and its name on that line.
 """
 from __future__ import annotations
 
-from simulator.editors import ft, memit, rome  # noqa: F401  (importing an editor module registers it)
+from simulator.editors import (  # noqa: F401  (importing an editor module registers it)
+    alphaedit, ft, grace, ike, kn, memit, mend, rome, rrome, serac)
 from simulator.editors.base import Editor, StateDelta, editor_class, register_editor, registered
 from simulator.editors.ft import FTHyperParams
 from simulator.editors.hparams import hparams_to_dict, load_hparams

@@ -51,6 +51,9 @@ class Editor:
     hparams_class: ClassVar[type]
     changes_weights: ClassVar[bool] = True
     state: ClassVar[str | None] = None       # in words, e.g. "codebook of keys, values and radii"
+    # The ledger the session records into (set by the replay), for an editor that reads artifacts
+    # from it, e.g. MEND's trained network; None when an editor is used on its own.
+    ledger: Any = None
 
     # ---- what every method implements
     def stats_layers(self, hparams: Any) -> list[int]:

@@ -78,6 +78,8 @@ def _read_file(p: Path) -> dict:
         raise InputError(f"cannot read hyper-parameter file {p} ({e.__class__.__name__}); give a JSON file") from None
     except json.JSONDecodeError as e:
         raise InputError(f"hyper-parameter file {p} is not valid JSON ({e}); fix it or drop --hparams") from None
+    except ValueError as e:   # e.g. an integer of more than 4,300 digits: Python refuses to convert it
+        raise InputError(f"hyper-parameter file {p} cannot be read ({str(e)[:100]}); fix it or drop --hparams") from None
     except RecursionError:
         raise InputError(f"hyper-parameter file {p} is nested too deeply to be a hyper-parameter file") from None
     if not isinstance(data, dict):
@@ -99,8 +101,8 @@ def _matches(value: Any, t) -> bool:
         return value is None
     if t is bool:
         return isinstance(value, bool)
-    if t is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if t is int:   # and it fits the 64-bit integers torch and the databases hold
+        return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
     if t is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if t is str:
@@ -116,7 +118,9 @@ def _matches(value: Any, t) -> bool:
 
 def _check_type(method: str, name: str, value: Any, t) -> None:
     if not _matches(value, t):
-        raise InputError(f"{method} hyper-parameter {name!r} must be {_type_name(t)}, got {value!r} "
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise InputError(f"{method} hyper-parameter {name!r} must be {_type_name(t)}, got {shown} "
                          f"({type(value).__name__})")
 
 

@@ -6,6 +6,11 @@ update (eq. 2 of the paper, with C = E[k k^T] of the layer's keys):
     W' = W + Lambda (C^-1 k*)^T,   Lambda = (v* - W k* - b) / ((C^-1 k*)^T k*)
 so that W' k* + b = v* exactly while keys orthogonal to C^-1 k* (under C) are left alone.
 Requests are applied one after another, each seeing the ones before (through hooks, not weights).
+
+Both sides use the same key k*, so W' k* = v* holds for the key the value was optimised for: that is
+the consistency r-ROME (Gupta et al. 2024) restores. The published ROME code (kmeng01/rome
+``compute_v``) solves Lambda with the bare prompt's key instead; ``simulator/editors/rrome.py`` offers
+both, under the method name ``r-rome``.
 """
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+
+from ledger.errors import InputError
 from tqdm import tqdm
 
 from simulator.deltas import EditResult, TensorDelta
@@ -43,20 +50,23 @@ class ROMEHyperParams:
 
 
 def rome_closed_form(W: torch.Tensor, b: torch.Tensor | None, C: torch.Tensor | None, k: torch.Tensor,
-                     v_star: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                     v_star: torch.Tensor, k_left: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(u, v) in (out, in) terms with W' = W + u v^T, computed in float64 and returned in float32.
-    ``W`` is (out, in); ``C`` (in, in) or None for the identity; ``k`` (in,), ``v_star`` (out,)."""
-    u, v, _ = rome_solve(W, b, C, k, v_star)
+    ``W`` is (out, in); ``C`` (in, in) or None for the identity; ``k`` (in,), ``v_star`` (out,): W' k + b = v*.
+    ``k_left`` is the key of the left vector C^-1 k_left (default ``k``); published ROME passes the
+    prefix mean there and the bare prompt's key as ``k`` (see ``simulator/editors/rrome.py``)."""
+    u, v, _ = rome_solve(W, b, C, k, v_star, k_left)
     return u, v
 
 
 def rome_solve(W: torch.Tensor, b: torch.Tensor | None, C: torch.Tensor | None, k: torch.Tensor,
-               v_star: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+               v_star: torch.Tensor, k_left: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """``rome_closed_form`` plus how close to singular the solve was (the same float64 numbers, no
-    second solve): ``denominator`` = (C^-1 k)^T k of eq. 2, ``solve_cos`` = cos(C^-1 k, k) (1 for C = I;
-    near 0 the update blows up), ``residual_norm`` = ||v* - W k - b|| (the numerator's size)."""
+    second solve): ``denominator`` = (C^-1 k_left)^T k of eq. 2, ``solve_cos`` = cos(C^-1 k_left, k)
+    (1 for C = I and k_left = k; near 0 the update blows up), ``residual_norm`` = ||v* - W k - b||."""
     W64, k64 = W.to(torch.float64), k.to(torch.float64)
-    ck = k64 if C is None else solve_psd(C.to(torch.float64), k64[:, None])[:, 0]
+    kl64 = k64 if k_left is None else k_left.to(torch.float64)
+    ck = kl64 if C is None else solve_psd(C.to(torch.float64), kl64[:, None])[:, 0]
     left = ck / ck.norm()  # unit left factor; the scale lives in u
     cur = W64 @ k64 + (0 if b is None else b.to(torch.float64))
     resid = v_star.to(torch.float64) - cur
@@ -66,6 +76,22 @@ def rome_solve(W: torch.Tensor, b: torch.Tensor | None, C: torch.Tensor | None, 
     return right[:, None].to(torch.float32), left[:, None].to(torch.float32), info
 
 
+def update_keys_prefix_mean(vr) -> tuple[torch.Tensor, torch.Tensor]:
+    """r-ROME's keys: k* (the mean over the context prefixes) on both sides."""
+    k_star = vr.keys.mean(0)
+    return k_star, k_star
+
+
+def update_keys_published(vr, hparams) -> tuple[torch.Tensor, torch.Tensor]:
+    """ROME's keys as kmeng01/rome computes them: the left vector from k* (``compute_u``: the mean over
+    the context prefixes), the value solved for k(s), the key of the bare edit prompt (``compute_v``:
+    ``cur_input``), so that W' k(s) + b = v* exactly."""
+    if hparams.context_prefixes[:1] != [""]:
+        raise InputError("ROME solves for the key of the bare edit prompt: context_prefixes must start with \"\" "
+                         f"(got {hparams.context_prefixes[:1]!r})")
+    return vr.keys.mean(0), vr.keys[0]
+
+
 @register_editor
 class ROMEEditor(Editor):
     name = "rome"
@@ -73,6 +99,10 @@ class ROMEEditor(Editor):
 
     def stats_layers(self, hparams: ROMEHyperParams) -> list[int]:
         return [hparams.layer] if hparams.mom2_adjustment else []
+
+    def update_keys(self, vr, hparams) -> tuple[torch.Tensor, torch.Tensor]:
+        """(key of the left vector C^-1 k, key the value is solved for); r-ROME overrides this."""
+        return update_keys_published(vr, hparams)
 
     def edit(self, model, tokenizer, spec, requests, hparams: ROMEHyperParams, *, stats=None, state=None,
              progress: bool = False) -> EditResult:
@@ -91,7 +121,7 @@ class ROMEEditor(Editor):
             t_stats = time.perf_counter() - t
         pad = pad_id_of(tokenizer)
         deltas, per_request, applied = [], [], []
-        for req in tqdm(requests, desc="ROME", disable=not progress, leave=False):
+        for req in tqdm(requests, desc=self.name.upper(), disable=not progress, leave=False):
             rows = build_rows(tokenizer, spec, req, hp.context_prefixes, hp.kl_prompt, pad)
             with pending_deltas(model, spec, applied):
                 vr = optimize_value(model, spec, rows, point="mlp", layer=layer, num_steps=hp.v_num_grad_steps,
@@ -100,17 +130,21 @@ class ROMEEditor(Editor):
                                     early_stop_prob=hp.early_stop_prob, early_stop_top1=hp.early_stop_top1,
                                     capture_keys_layer=layer, fast=hp.fast)
             t = time.perf_counter()
-            k_star = vr.keys.mean(0)
+            k_left, k_value = self.update_keys(vr, hp)
             # W as it stands after the earlier requests of this call
             W_cur = W.to(torch.float64) + sum((d.to(torch.float64) for _, d in applied), torch.zeros_like(W, dtype=torch.float64))
-            u, v, solve = rome_solve(W_cur, b, C, k_star, vr.v0 + vr.delta)
+            u, v, solve = rome_solve(W_cur, b, C, k_value, vr.v0 + vr.delta, k_left=k_left)
             applied.append((layer, (u.to(torch.float64) @ v.to(torch.float64).T).to(W.dtype)))
             deltas.append(TensorDelta(tensor=spec.rewrite_weight(layer), kind="low_rank",
                                       factors={k_: t_.cpu() for k_, t_ in factors_to_storage(spec, u, v).items()}))
             per_request.append({**vr.diagnostics, "subject": req.subject, "target": req.target_new,
-                                "key_norm": float(k_star.norm()), **solve, "update_s": round(time.perf_counter() - t, 4),
-                                "delta_fro_norm": deltas[-1].norm()})
+                                "key_norm": float(k_value.norm()), **solve, "update_s": round(time.perf_counter() - t, 4),
+                                "delta_fro_norm": deltas[-1].norm(), **self.key_diagnostics(k_left, k_value)})
         return EditResult(deltas=deltas, stats_used=stats_used, diagnostics={
-            "method": "rome", "layer": layer, "tensor": spec.rewrite_weight(layer),
+            "method": self.name, "layer": layer, "tensor": spec.rewrite_weight(layer),
             "second_moment": "C" if C is not None else "identity", "stats_s": round(t_stats, 3),
             "requests": per_request, "time_s": round(time.perf_counter() - t_all, 3)})
+
+    def key_diagnostics(self, k_left: torch.Tensor, k_value: torch.Tensor) -> dict:
+        """Extra per-request diagnostics about the keys (none for ROME: its record stays as it was)."""
+        return {}
