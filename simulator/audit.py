@@ -32,9 +32,12 @@ from typing import Any
 from tqdm import tqdm
 
 from ledger.errors import InputError
+from simulator.probes import STATE_KEY as PROBE_STATE
+from simulator.probes import items as I
+from simulator.probes import metrics as M
 from simulator.audit_search import (DEFAULT_TOLERANCE, MIN_ITEMS, default_tolerance_condition, measurer,
                                     recorded_base)
-from simulator.telemetry import SUITE as HEALTH, HealthConfig, describe_z, flag_outliers, outcome_z
+from simulator.probes.suites.health import NAME as HEALTH, OutlierRule, describe_z, flag_outliers, outcome_z
 
 # cumulative metrics and their direction (True: higher is better)
 CUMULATIVE = {
@@ -91,10 +94,14 @@ def _series(ledger, versions, suite: str, metric: str) -> list[tuple[Any, float]
 
 
 def forgetting(ledger, run_id: int, versions=None) -> list[Finding]:
+    """Earlier edits the head no longer holds, each named at the step where it was last lost, with the
+    probability of its new target right before that step (``p_new_before``, measured at
+    ``p_new_before_step``) and right after (``p_new_after``)."""
     versions = versions if versions is not None else head_edits(ledger, run_id)
-    held: dict[int, bool] = {}            # edit step -> held at the previous version
-    lost_at: dict[int, tuple[Any, float, float]] = {}
-    p_new: dict[int, float] = {}
+    held: dict[int, bool] = {}            # edit step -> held at the previous measurement
+    lost_at: dict[int, tuple[Any, dict]] = {}
+    p_new: dict[int, tuple[float, int]] = {}    # edit step -> (p_new, step it was measured at)
+    parent_of = {v.id: v.parent_id for v in versions}
     for v in versions:
         rows = next((p.detail for p in ledger.probes(v.id, "retention")
                      if p.metric == "efficacy_top1" and p.against == "none"), None)
@@ -104,12 +111,15 @@ def forgetting(ledger, run_id: int, versions=None) -> list[Finding]:
             j, now = int(row["step"]), float(row["top1"])
             if j >= v.step:
                 continue
+            after = _finite(row.get("p_new"))
             if held.get(j, (row.get("at_edit") or 0) >= 0.5) and now < 0.5:
-                lost_at[j] = (v, p_new.get(j, float("nan")), float(row.get("p_new", float("nan"))))
+                before = p_new.get(j) or _p_new_from_state(ledger, parent_of.get(v.id), j)
+                lost_at[j] = (v, _p_new_evidence(before, after, j))
             elif now >= 0.5:
                 lost_at.pop(j, None)       # regained: not lost at the head
             held[j] = now >= 0.5
-            p_new[j] = float(row.get("p_new", float("nan")))
+            if after is not None:
+                p_new[j] = (after, v.step)
     # an edit overwritten on purpose (the back half of a round edit, a later edit of the same
     # subject and relation) is superseded, not forgotten
     steps_to_vid = {v.step: v.id for v in versions}
@@ -126,11 +136,46 @@ def forgetting(ledger, run_id: int, versions=None) -> list[Finding]:
     for vid, js in sorted(by_step.items(), key=lambda kv: -len(kv[1])):
         v = vmap[vid]
         forgotten = [{"edit_step": j, "edit": _edit_label(ledger, steps_to_vid[j]) if j in steps_to_vid else "?",
-                      "p_new_before": lost_at[j][1], "p_new_after": lost_at[j][2]} for j in sorted(js)]
+                      **lost_at[j][1]} for j in sorted(js)]
         out.append(Finding(vid, v.step, "retention.forgetting", len(js) / total,
                            f"step {v.step} ({_edit_label(ledger, vid)}) made the model forget "
                            f"{len(js)} earlier edit(s): steps {', '.join(map(str, sorted(js)))}",
                            {"forgotten": forgotten, "lost_at_head": len(lost_at)}))
+    return out
+
+
+def _finite(x) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def _p_new_from_state(ledger, version_id: int | None, j: int) -> tuple[float, int] | None:
+    """(p_new, step) of edit step ``j``'s edit prompts at the latest version at or above
+    ``version_id`` (back to step j's own version) whose probe state holds their raw scores: the replay
+    scores a step's rewrite prompts right after its edit, and again wherever retention is measured.
+    None when no such version is found."""
+    while version_id is not None:
+        v = ledger.version(version_id)
+        if v.step < j:
+            return None
+        scores = ((v.diagnostics or {}).get(PROBE_STATE) or {}).get("scores") or {}
+        mine = sorted(k for k in scores if k.startswith(f"{j}/rewrite/") and k.endswith("/t"))
+        if mine:
+            return M.mean(I.prob(scores[k]) for k in mine), v.step
+        version_id = v.parent_id
+    return None
+
+
+def _p_new_evidence(before: tuple[float, int] | None, after: float | None, j: int) -> dict:
+    """The probabilities of a forgotten edit's new target around the step that lost it; a value the
+    ledger does not hold is left out, with the reason (never NaN)."""
+    out: dict[str, Any] = {}
+    if before is not None:
+        out.update(p_new_before=before[0], p_new_before_step=before[1])
+    else:
+        out["p_new_before_missing"] = (f"no version between step {j} and the step that lost it kept the raw "
+                                       f"scores of step {j}'s edit prompts")
+    if after is not None:
+        out["p_new_after"] = after
     return out
 
 
@@ -195,10 +240,10 @@ def leaks(ledger, run_id: int, versions=None, threshold: float = 0.2) -> list[Fi
     return out
 
 
-def health_findings(ledger, run_id: int, versions=None, config: HealthConfig | None = None) -> list[Finding]:
+def health_findings(ledger, run_id: int, versions=None, config: OutlierRule | None = None) -> list[Finding]:
     """Steps the health telemetry flags against the whole run (every other step of the head's
     lineage): a possible disabling edit, with the z-scores and the recorded numbers as evidence."""
-    cfg = config or HealthConfig()
+    cfg = config or OutlierRule()
     versions = versions if versions is not None else head_edits(ledger, run_id)
     by_step: dict[int, dict[str, float]] = {}
     for suite, metric in ledger.metrics(run_id):      # one indexed query per health metric
@@ -253,7 +298,7 @@ class Suspect:
     reasons: list[str] = field(default_factory=list)
 
 
-def rank_suspects(ledger, findings: list[Finding], z_threshold: float = HealthConfig.z_threshold) -> list[Suspect]:
+def rank_suspects(ledger, findings: list[Finding], z_threshold: float = OutlierRule.z_threshold) -> list[Suspect]:
     """Steps ranked by how much of a degraded general ability they account for (their share of its
     decline, where the metric was measured right before and after the step) and by their telemetry
     flag (z / 2·threshold, at most 1). Forgetting and leaks are about single facts, not general

@@ -26,24 +26,16 @@ Condition numbers are exact for matrices whose smaller side is at most ``cond_ex
 eigenvalues of the float64 Gram matrix, σ² = λ(W Wᵀ): accurate while κ ≪ 1e8); above that, a
 Lanczos estimate on the Gram matrix (Ritz values lie inside the spectrum, so it is a lower bound).
 
-Outliers. Each step gives five features, in log space: three outcomes (delta_rel, cond_step,
-ppl_step: what the step did) and two causes (key_norm and 1/denominator: why an update may blow up).
-A feature's robust z-score against the run so far is (x − median) / (1.4826 · MAD), with the scale
-floored at ``scale_floor`` (so that a run of near-identical steps does not turn a small difference
-into a large z). A step whose largest *outcome* z exceeds ``z_threshold`` (3.5, Iglewicz and
-Hoaglin's cut-off for the modified z-score) is flagged as a possible disabling edit; the causes'
-z-scores are kept as its explanation but flag nothing on their own (on tiny-gptj a clean ROME run's
-denominators spread over a factor 18, and a small one is not harmful by itself). The audit repeats
-the test against the whole run (``flag_outliers``), which also covers the first steps.
+Outliers: the robust z-scores of ``simulator/probes/suites/health.py`` (torch-free, so that the
+report and the audit read them from the ledger alone), against the steps before this one.
 """
 from __future__ import annotations
 
 import hashlib
 import math
-import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -53,10 +45,7 @@ from ledger.records import ProbeRecord
 from simulator.deltas import EditResult, TensorDelta
 from simulator.editors.base import is_state_slot
 from simulator.probes import GeneralSets, ProbeRunner
-from simulator.probes.suites.health import METRICS, NAME as SUITE
-
-__all__ = ["SUITE", "METRICS", "HealthConfig", "HealthMonitor", "condition_number", "robust_z", "step_z",
-           "flag_outliers", "outcome_z", "describe_z", "telemetry_note"]
+from simulator.probes.suites.health import METRICS, NAME as SUITE, OUTCOMES, OutlierRule, outcome_z, step_z
 
 # A small fixed text for the perplexity proxy: plain sentences of several kinds (narrative, facts,
 # instructions, dialogue), none about the facts edit streams change. Yang et al. compute perplexity
@@ -68,23 +57,15 @@ PROXY_TEXT = (
     "by the door,\" he said. The small village has a church, two shops and a school with forty children."
 )
 
-# Outlier features: (metric, direction): the log of the recorded value, negated when small is bad.
-FEATURES: tuple[tuple[str, int], ...] = (
-    ("delta_rel", 1), ("cond_step", 1), ("ppl_step", 1), ("key_norm", 1), ("denominator", -1))
-OUTCOMES = ("delta_rel", "cond_step", "ppl_step")      # the features that flag a step
-FEATURE_WORDS = {"delta_rel": "update size", "cond_step": "condition-number jump", "ppl_step": "perplexity jump",
-                 "key_norm": "key norm", "denominator": "solve denominator (small)"}
-
-
 @dataclass
 class HealthConfig:
     text: str = PROXY_TEXT          # text of the perplexity proxy ("" turns the proxy off)
     ppl_window: int = 128           # tokens per perplexity window
     cond_exact_max: int = 4096      # exact κ (float64 Gram eigenvalues) while min(rows, cols) <= this
     lanczos_steps: int = 64         # Lanczos steps for the estimate above that size
-    z_threshold: float = 3.5        # robust z above which a step is flagged
-    min_history: int = 5            # earlier steps needed before a step's z is computed
-    scale_floor: float = 0.25       # floor of the robust scale, in log units (a factor 1.28)
+    z_threshold: float = OutlierRule.z_threshold    # robust z above which a step is flagged
+    min_history: int = OutlierRule.min_history      # earlier steps needed before a step's z is computed
+    scale_floor: float = OutlierRule.scale_floor    # floor of the robust scale, in log units (a factor 1.28)
 
 
 # ----------------------------------------------------------------------------- condition numbers
@@ -136,63 +117,6 @@ def _lanczos_extremes(A: torch.Tensor, steps: int) -> tuple[float, float]:
         T = T + torch.diag(off, 1) + torch.diag(off, -1)
     ritz = torch.linalg.eigvalsh(T)
     return float(ritz[0]), float(ritz[-1])
-
-
-# ----------------------------------------------------------------------------- robust z-scores
-def robust_z(history: Sequence[float], x: float, floor: float) -> float:
-    """(x − median) / max(1.4826 · MAD, floor) of ``history`` (1.4826 · MAD estimates σ for a normal)."""
-    med = statistics.median(history)
-    mad = statistics.median(abs(h - med) for h in history)
-    return (x - med) / max(1.4826 * mad, floor)
-
-
-def features(values: dict[str, float]) -> dict[str, float]:
-    """The outlier features of one step's health values (log space, bad direction positive)."""
-    out = {}
-    for name, sign in FEATURES:
-        v = values.get(name)
-        if v is not None and math.isfinite(v) and v > 0:
-            out[name] = sign * math.log(v)
-    return out
-
-
-def step_z(history: Sequence[dict[str, float]], values: dict[str, float], cfg: HealthConfig) -> dict[str, float]:
-    """Robust z of each feature of ``values`` against the same feature over ``history`` (dicts of
-    health values of other steps); a feature with fewer than ``min_history`` points is left out."""
-    now = features(values)
-    past = [features(h) for h in history]
-    z = {}
-    for name, x in now.items():
-        hist = [p[name] for p in past if name in p]
-        if len(hist) >= cfg.min_history:
-            z[name] = robust_z(hist, x, cfg.scale_floor)
-    return z
-
-
-def flag_outliers(per_step: Sequence[tuple[Any, dict[str, float]]], cfg: HealthConfig | None = None
-                  ) -> list[tuple[Any, dict[str, float]]]:
-    """Against the whole run: for each (key, health values) the z of each feature against all the
-    other steps; returns [(key, z)] of the steps whose largest z exceeds the threshold, worst first."""
-    cfg = cfg or HealthConfig()
-    out = []
-    for i, (key, vals) in enumerate(per_step):
-        others = [v for j, (_, v) in enumerate(per_step) if j != i]
-        z = step_z(others, vals, cfg)
-        if outcome_z(z) > cfg.z_threshold:
-            out.append((key, z))
-    return sorted(out, key=lambda kz: -outcome_z(kz[1]))
-
-
-def outcome_z(z: dict[str, float]) -> float:
-    """The largest z among the outcome features (-inf when none was computed)."""
-    return max((v for k, v in z.items() if k in OUTCOMES), default=float("-inf"))
-
-
-def describe_z(z: dict[str, float], threshold: float) -> str:
-    """"update size z=12.3, perplexity jump z=5.1" for the features above the threshold (causes too)."""
-    parts = [f"{FEATURE_WORDS.get(k, k)} z={v:.1f}" for k, v in sorted(z.items(), key=lambda kv: -kv[1])
-             if v > threshold]
-    return ", ".join(parts)
 
 
 # ----------------------------------------------------------------------------- the monitor

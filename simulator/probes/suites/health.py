@@ -1,8 +1,25 @@
 """The health suite: how hard each step pushed the weights, recorded with every step of a method that
 changes weights. It has no items to build from: the replay computes it from the step's own deltas and
-solve (``simulator/telemetry.py``). Its metric names live here so that the registry, ``--stop-when``
-and the telemetry agree on them."""
+solve (``simulator/telemetry.py``, which needs torch). What lives here is torch-free, so that the
+report and the audit read it from the ledger alone: the metric names, and the outlier rule.
+
+Outliers. Each step gives five features, in log space: three outcomes (``delta_rel``, ``cond_step``,
+``ppl_step``: what the step did) and two causes (``key_norm`` and 1/``denominator``: why an update
+may blow up). A feature's robust z-score against other steps is (x − median) / (1.4826 · MAD), the
+scale floored at ``scale_floor`` (a run of near-identical steps does not turn a small difference
+into a large z). A step whose largest *outcome* z exceeds ``z_threshold`` (3.5, Iglewicz and
+Hoaglin's cut-off for the modified z-score) is a possible disabling edit; the causes' z-scores are
+kept as its explanation but flag nothing on their own (on tiny-gptj a clean ROME run's denominators
+spread over a factor 18, and a small one is not harmful by itself). The replay scores each step
+against the steps before it (``outlier_z``, from the sixth step on); ``flag_outliers`` scores every
+step against all the others (the audit and the report), which also covers the first steps.
+"""
 from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 NAME = "health"
 
@@ -23,3 +40,73 @@ METRICS: dict[str, str] = {
     "ppl_step": "ppl / ppl of the version before the step",
     "outlier_z": "the largest robust z-score of the step's outcomes against the run so far",
 }
+
+# Outlier features: (metric, direction): the log of the recorded value, negated when small is bad.
+FEATURES: tuple[tuple[str, int], ...] = (
+    ("delta_rel", 1), ("cond_step", 1), ("ppl_step", 1), ("key_norm", 1), ("denominator", -1))
+OUTCOMES = ("delta_rel", "cond_step", "ppl_step")      # the features that flag a step
+FEATURE_WORDS = {"delta_rel": "update size", "cond_step": "condition-number jump", "ppl_step": "perplexity jump",
+                 "key_norm": "key norm", "denominator": "solve denominator (small)"}
+
+
+@dataclass(frozen=True)
+class OutlierRule:
+    z_threshold: float = 3.5        # robust z above which a step is flagged
+    min_history: int = 5            # other steps needed before a step's z is computed
+    scale_floor: float = 0.25       # floor of the robust scale, in log units (a factor 1.28)
+
+
+def robust_z(history: Sequence[float], x: float, floor: float) -> float:
+    """(x − median) / max(1.4826 · MAD, floor) of ``history`` (1.4826 · MAD estimates σ for a normal)."""
+    med = statistics.median(history)
+    mad = statistics.median(abs(h - med) for h in history)
+    return (x - med) / max(1.4826 * mad, floor)
+
+
+def features(values: dict[str, float]) -> dict[str, float]:
+    """The outlier features of one step's health values (log space, bad direction positive)."""
+    out = {}
+    for name, sign in FEATURES:
+        v = values.get(name)
+        if v is not None and math.isfinite(v) and v > 0:
+            out[name] = sign * math.log(v)
+    return out
+
+
+def step_z(history: Sequence[dict[str, float]], values: dict[str, float], rule: Any = OutlierRule()) -> dict[str, float]:
+    """Robust z of each feature of ``values`` against the same feature over ``history`` (dicts of
+    health values of other steps); a feature with fewer than ``min_history`` points is left out.
+    ``rule``: anything with OutlierRule's fields (the telemetry's HealthConfig has them)."""
+    now = features(values)
+    past = [features(h) for h in history]
+    z = {}
+    for name, x in now.items():
+        hist = [p[name] for p in past if name in p]
+        if len(hist) >= rule.min_history:
+            z[name] = robust_z(hist, x, rule.scale_floor)
+    return z
+
+
+def flag_outliers(per_step: Sequence[tuple[Any, dict[str, float]]], rule: Any = OutlierRule()
+                  ) -> list[tuple[Any, dict[str, float]]]:
+    """Against the whole run: for each (key, health values) the z of each feature against all the
+    other steps; returns [(key, z)] of the steps whose largest outcome z exceeds the threshold, worst first."""
+    out = []
+    for i, (key, vals) in enumerate(per_step):
+        others = [v for j, (_, v) in enumerate(per_step) if j != i]
+        z = step_z(others, vals, rule)
+        if outcome_z(z) > rule.z_threshold:
+            out.append((key, z))
+    return sorted(out, key=lambda kz: -outcome_z(kz[1]))
+
+
+def outcome_z(z: dict[str, float]) -> float:
+    """The largest z among the outcome features (-inf when none was computed)."""
+    return max((v for k, v in z.items() if k in OUTCOMES), default=float("-inf"))
+
+
+def describe_z(z: dict[str, float], threshold: float) -> str:
+    """"update size z=12.3, perplexity jump z=5.1" for the features above the threshold (causes too)."""
+    parts = [f"{FEATURE_WORDS.get(k, k)} z={v:.1f}" for k, v in sorted(z.items(), key=lambda kv: -kv[1])
+             if v > threshold]
+    return ", ".join(parts)
