@@ -37,7 +37,7 @@ from simulator.probes import items as I
 from simulator.probes import metrics as M
 from simulator.audit_search import (DEFAULT_TOLERANCE, MIN_ITEMS, default_tolerance_condition, measurer,
                                     recorded_base)
-from simulator.probes.suites.health import NAME as HEALTH, OutlierRule, describe_z, flag_outliers, outcome_z
+from ledger.health import OutlierRule, describe_z, flag_outliers, outcome_z, recorded
 
 # cumulative metrics and their direction (True: higher is better)
 CUMULATIVE = {
@@ -245,12 +245,8 @@ def health_findings(ledger, run_id: int, versions=None, config: OutlierRule | No
     lineage): a possible disabling edit, with the z-scores and the recorded numbers as evidence."""
     cfg = config or OutlierRule()
     versions = versions if versions is not None else head_edits(ledger, run_id)
-    by_step: dict[int, dict[str, float]] = {}
-    for suite, metric in ledger.metrics(run_id):      # one indexed query per health metric
-        if suite == HEALTH:
-            for step, value in ledger.trajectory(run_id, HEALTH, metric, against="none"):
-                by_step.setdefault(step, {})[metric] = value
-    per_step = [(v, by_step[v.step]) for v in versions if v.step in by_step]
+    rec = recorded(ledger, run_id)
+    per_step = [(v, rec[v.id][1]) for v in versions if v.id in rec]
     values = {v.id: vals for v, vals in per_step}
     out = []
     for v, z in flag_outliers(per_step, cfg):

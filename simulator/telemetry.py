@@ -26,7 +26,7 @@ Condition numbers are exact for matrices whose smaller side is at most ``cond_ex
 eigenvalues of the float64 Gram matrix, σ² = λ(W Wᵀ): accurate while κ ≪ 1e8); above that, a
 Lanczos estimate on the Gram matrix (Ritz values lie inside the spectrum, so it is a lower bound).
 
-Outliers: the robust z-scores of ``simulator/probes/suites/health.py`` (torch-free, so that the
+Outliers: the robust z-scores of ``ledger/health.py`` (torch-free, so that the
 report and the audit read them from the ledger alone), against the steps before this one.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ from ledger.records import ProbeRecord
 from simulator.deltas import EditResult, TensorDelta
 from simulator.editors.base import is_state_slot
 from simulator.probes import GeneralSets, ProbeRunner
-from simulator.probes.suites.health import METRICS, NAME as SUITE, OUTCOMES, OutlierRule, outcome_z, step_z
+from ledger.health import METRICS, NAME as SUITE, OUTCOMES, OutlierRule, outcome_z, step_z
 
 # A small fixed text for the perplexity proxy: plain sentences of several kinds (narrative, facts,
 # instructions, dialogue), none about the facts edit streams change. Yang et al. compute perplexity
@@ -306,7 +306,7 @@ class HealthMonitor:
         recs: list[ProbeRecord] = []
 
         def rec(metric, value, count=1, detail=None):
-            assert metric in METRICS, f"health metric {metric!r} is not in simulator/probes/suites/health.py"
+            assert metric in METRICS, f"health metric {metric!r} is not named in ledger/health.py"
             if value is not None and math.isfinite(value):
                 vals[metric] = float(value)
                 recs.append(ProbeRecord(SUITE, metric, float(value), count, detail))

@@ -12,7 +12,7 @@ from ledger import Ledger
 from simulator.editors.common import solve_psd
 from simulator.editors.memit import memit_closed_form, memit_solve
 from simulator.editors.rome import rome_closed_form, rome_solve
-from simulator.probes.suites.health import features, flag_outliers, outcome_z, robust_z, step_z
+from ledger.health import features, flag_outliers, outcome_z, robust_z, step_z
 from simulator.telemetry import HealthConfig, condition_number
 
 

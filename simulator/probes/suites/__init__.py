@@ -8,15 +8,18 @@ or cases.py (a group of steps), and one line in ``SUITES``.
                                                    its items are also scored after the group's first
                                                    step, the intermediate model theta_m
     scope "items"  no builder: items another suite reads (``reads_into`` names it)
-    scope "weights" no builder: recorded by the replay from the step's deltas (health telemetry,
-                   health.py), for methods that change weights; ``metrics`` names what it records
+    scope "weights" no builder: recorded by the replay from the step's deltas (the health telemetry,
+                   simulator/telemetry.py; its names in ledger/health.py), for methods that change
+                   weights; ``metrics`` names what it records
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
-from . import cases, health, single
+from ledger import health
+
+from . import cases, single
 from .context import Ctx, group_of
 from .retention import retention
 

@@ -1,7 +1,10 @@
-"""The health suite: how hard each step pushed the weights, recorded with every step of a method that
-changes weights. It has no items to build from: the replay computes it from the step's own deltas and
-solve (``simulator/telemetry.py``, which needs torch). What lives here is torch-free, so that the
-report and the audit read it from the ledger alone: the metric names, and the outlier rule.
+"""The health telemetry's vocabulary and its outlier rule, over recorded values only.
+
+The replay records, with every step of a method that changes weights, probe records of the suite
+``health``: how hard the step pushed the weights (``simulator/telemetry.py`` computes them, with
+torch). This module is pure arithmetic over the recorded numbers, so that everyone who flags a
+step reads the same rule from the ledger alone, like ``ledger.values``: the audit, the report,
+``editledger log`` and the TUI's timeline.
 
 Outliers. Each step gives five features, in log space: three outcomes (``delta_rel``, ``cond_step``,
 ``ppl_step``: what the step did) and two causes (``key_norm`` and 1/``denominator``: why an update
@@ -110,3 +113,24 @@ def describe_z(z: dict[str, float], threshold: float) -> str:
     parts = [f"{FEATURE_WORDS.get(k, k)} z={v:.1f}" for k, v in sorted(z.items(), key=lambda kv: -kv[1])
              if v > threshold]
     return ", ".join(parts)
+
+
+# ----------------------------------------------------------------------------- from a ledger
+def recorded(ledger, run_id: int, metrics: Sequence[str] | None = None) -> dict[int, tuple[int, dict[str, float]]]:
+    """version id -> (step, {metric: value}) of the run's health records (plain values); only
+    ``metrics`` when given (one indexed query per metric)."""
+    names = metrics if metrics is not None else [m for s, m in ledger.metrics(run_id) if s == NAME]
+    out: dict[int, tuple[int, dict[str, float]]] = {}
+    for metric in names:
+        for vid, step, against, value in ledger.metric_values(run_id, NAME, metric):
+            if against == "none":
+                out.setdefault(vid, (step, {}))[1][metric] = float(value)
+    return out
+
+
+def flagged(ledger, run_id: int, rule: Any = OutlierRule()) -> dict[int, dict[str, float]]:
+    """version id -> feature z-scores of the run's steps whose outcome is an outlier against the
+    run's other steps (``flag_outliers``), read from the ledger alone."""
+    per = recorded(ledger, run_id, [name for name, _ in FEATURES])
+    return dict(flag_outliers([(vid, vals) for vid, (_step, vals) in sorted(per.items(), key=lambda kv: kv[1][0])],
+                              rule))
