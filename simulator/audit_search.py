@@ -134,16 +134,20 @@ def choose_target(ledger, run_id: int, versions, when: str | None = None,
             continue
         count = next((int(p.count) for p in ledger.probes(series[-1][0].id, suite)
                       if p.metric == metric and p.against == "none"), 0)
-        if suite == "downstream" and count < MIN_ITEMS:
-            continue          # one flipped answer of 8 is a 12 % change: too coarse to search on unasked
         t = Target(default_tolerance_condition(suite, metric, tolerance), base)
         head = series[-1][1]
+        if suite == "downstream" and count < MIN_ITEMS:
+            # one flipped answer of 8 is a 12 % change: too coarse to search on unasked
+            considered.append({"metric": t.name, "base": base, "head": head, "condition": t.condition.text,
+                               "degraded": t.degraded(head), "over": -math.inf, "target": t,
+                               "skipped": f"only {count} items: not searched unless named with --when"})
+            continue
         limit = t.condition.limit(base)
         # how far beyond its limit, as a log ratio (comparable across metrics)
         over = (math.log(head / limit) if t.worse_when_higher else math.log(limit / head)) if head > 0 else math.inf
         considered.append({"metric": t.name, "base": base, "head": head, "condition": t.condition.text,
                            "degraded": t.degraded(head), "over": over, "target": t})
-    hits = [c for c in considered if c["degraded"]]
+    hits = [c for c in considered if c["degraded"] and not c.get("skipped")]
     best = max(hits, key=lambda c: c["over"])["target"] if hits else None
     return best, [{k: v for k, v in c.items() if k != "target"} for c in considered]
 
@@ -253,6 +257,8 @@ class Oracle:
         self.cost.evaluations += 1
         self.cost.seconds += time.perf_counter() - t
         if self.bar is not None:
+            if self.bar.total is not None and self.bar.n >= self.bar.total:
+                self.bar.total = self.bar.n + 1      # a search that needs more than it planned (a pair's parts)
             self.bar.update(1)
         return val
 
@@ -469,6 +475,13 @@ def _say(say, text: str) -> None:
         say(text)
 
 
+def _eta(n: int, per_eval: float) -> str:
+    """'~9.3 s each, at most ~3.7 min' for ``n`` measurements at ``per_eval`` seconds."""
+    total = n * per_eval
+    t = f"{total:.0f} s" if total < 120 else f"{total / 60:.1f} min"
+    return f"~{per_eval:.1f} s each, at most ~{t}"
+
+
 def investigate(session, run_id: int, items: Sequence[Any], *, when: str | None = None,
                 general: GeneralSets | None = None, suspects: Sequence[int] = (), rho: float = 0.5,
                 tolerance: float = DEFAULT_TOLERANCE, max_evals: int | None = None, max_pairs: int = 10,
@@ -481,8 +494,11 @@ def investigate(session, run_id: int, items: Sequence[Any], *, when: str | None 
     target, considered = choose_target(led, run_id, items, when, tolerance)
     inv = Investigation(run_id, target, considered, rho=rho)
     if target is None:
+        small = [c["metric"] for c in considered if c["degraded"] and c.get("skipped")]
         inv.verdict = (f"no general ability recorded for run {run_id} is degraded beyond {tolerance:.0%} of the base "
-                       "model; nothing to search (name a condition with --when to search anyway)")
+                       "model" + (f" on a set large enough to search unasked ({', '.join(small)} is, on a few items)"
+                                  if small else "")
+                       + "; nothing to search (name a condition with --when to search anyway)")
         return inv
     if not items:
         inv.verdict = f"run {run_id} has no edit on its head's lineage"
@@ -515,7 +531,7 @@ def investigate(session, run_id: int, items: Sequence[Any], *, when: str | None 
         for mode, what in (("without", "leaving halves out (steps the damage needs)"),
                            ("only", "keeping only halves (steps that do the damage alone)")):
             _say(say, f"group testing by {what} over {n} steps: about {group_test_bound(n)} measurements per "
-                      f"culprit (at most {cap}; one step at a time would take {n}), ~{per_eval:.1f} s each")
+                      f"culprit (at most {cap}; one step at a time would take {n}), {_eta(cap, per_eval)}")
             with tqdm(total=cap, desc=f"group testing ({mode})", disable=not progress, leave=False) as oracle.bar:
                 g = group_test(oracle, rho, cap, mode)
             if mode == "without":
@@ -525,7 +541,7 @@ def investigate(session, run_id: int, items: Sequence[Any], *, when: str | None 
         cands = list(dict.fromkeys(sorted([*inv.necessity.singles, *inv.sufficiency.singles], key=lambda i: step_of[i])
                                    + ([inv.first_crossing["version_id"]] if inv.first_crossing else [])))
         _say(say, f"{len(cands)} candidate step(s): each measured without it, alone, and where it was applied "
-                  f"(up to {4 * len(cands)} measurements)")
+                  f"(up to {4 * len(cands)} measurements, {_eta(4 * len(cands), per_eval)})")
         with tqdm(total=4 * len(cands), desc="candidates", disable=not progress, leave=False) as oracle.bar:
             for vid in cands:
                 inv.steps[vid] = _single(oracle, items, vid, known)
@@ -571,7 +587,7 @@ def _bisect(inv: Investigation, oracle: Oracle, items, recorded: dict[int, float
     known[len(items) - 1] = inv.head
     bound = bisection_bound(len(items))
     _say(say, f"bisection for the first version meeting {t.condition.text}: at most {bound} verified checkouts "
-              f"over {len(items)} versions ({len(known)} value(s) already recorded narrow it), ~{per_eval:.1f} s each")
+              f"over {len(items)} versions ({len(known)} value(s) already recorded narrow it), {_eta(bound, per_eval)}")
     before = oracle.cost.checkouts
     with tqdm(total=bound, desc="bisection", disable=not progress, leave=False) as oracle.bar:
         idx = bisect_first(lambda i: oracle.at(items[i].id), len(items), t.degraded, known)
@@ -606,8 +622,8 @@ def _pairs(inv: Investigation, oracle: Oracle, items, suspects: Sequence[int], r
     if not pairs:
         return
     _say(say, f"no single step is both needed for the damage and enough for it: testing {len(pairs)} pair(s) "
-              f"among the suspects "
-              f"(one measurement each, more for a pair that undoes it; ~{per_eval:.1f} s each)")
+              f"among the suspects: one measurement each, up to 4 more for a pair whose removal undoes it "
+              f"({_eta(5 * len(pairs), per_eval)})")
     with tqdm(total=len(pairs), desc="pairs", disable=not progress, leave=False) as oracle.bar:
         for a, b in pairs:
             r_ab = oracle.recovery([a, b])

@@ -135,6 +135,12 @@ def _print_counterfactuals(findings) -> None:
 
 
 def _print_search(inv) -> None:
+    if inv.target is None and inv.considered:
+        print("  general abilities recorded (base → head; degraded when the condition holds):")
+        for c in inv.considered:
+            why = f" ({c['skipped']})" if c.get("skipped") else ""
+            print(f"    {c['metric']}: {c['base']:.4g} → {c['head']:.4g}; {c['condition']} "
+                  f"{'holds' if c['degraded'] else 'does not hold'}{why}")
     if inv.first_crossing:
         fc = inv.first_crossing
         how = (f"{fc['checkouts']} verified checkout(s)" if fc["checkouts"] else "from the recorded values")
@@ -151,8 +157,9 @@ def _print_search(inv) -> None:
         print(f"    pair steps {row['steps'][0]} + {row['steps'][1]}: without them {100 * row['recovery']:.0f}% undone{q}")
     print(f"  verdict: {inv.verdict}")
     c = inv.cost
-    print(f"  cost: {c.evaluations} measurements ({c.checkouts} verified checkouts, {c.materialisations} "
-          f"models without some steps) in {c.seconds:.1f} s")
+    if c.evaluations:
+        print(f"  cost: {c.evaluations} measurements ({c.checkouts} verified checkouts, {c.materialisations} "
+              f"models without some steps) in {c.seconds:.1f} s")
 
 
 def _bisect_only(args, led, run_id, say) -> int:
