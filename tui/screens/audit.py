@@ -169,6 +169,8 @@ def evidence_text(f: FindingItem) -> Text:
             elif k == "counterfactual" and isinstance(v, dict):
                 lines.append(f"  without this step: {v.get('metric')} {_num(v.get('head'))} → "
                              f"{_num(v.get('head_without_step'))} (the head, re-measured with the model)")
+            elif isinstance(v, dict) and v and all(isinstance(x, (int, float)) for x in v.values()):
+                lines.append(f"  {k}: " + "  ".join(f"{a}={_num(float(b))}" for a, b in v.items()))
             elif isinstance(v, list) and v and isinstance(v[0], dict):
                 lines.append(f"  {k}:")
                 lines += ["    " + "  ".join(f"{a}={_num(b)}" for a, b in row.items()) for row in v[:20]]
