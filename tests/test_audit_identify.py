@@ -20,7 +20,7 @@ def replayed(tmp_path_factory):
     from simulator.streams import make_stream
     from simulator.streams.builtin import builtin_records
     root = tmp_path_factory.mktemp("ident")
-    stream = make_stream("sequential", builtin_records(seed=0), n=3, seed=0)
+    stream = make_stream("sequential", builtin_records(seed=0), n=2, seed=0)
     led = Ledger.open(str(root / "i.db"))
     s = Session.open(led, "tiny-gptj", device="cpu", progress=False)
     run_id = Replayer(s, ReplayOptions(stats_tokens=256, progress=False, general="none")).start(

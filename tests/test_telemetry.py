@@ -132,16 +132,24 @@ def _health(led, run_id):
     return out
 
 
-def test_replay_records_health_that_matches_the_weights(tmp_path):
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory):
+    """A 3-step ROME replay on tiny-gptj (the telemetry on by default)."""
     from simulator.replay import ReplayOptions, Replayer
     from simulator.session import Session
-    from simulator.telemetry import PROXY_TEXT
-    from simulator.probes import GeneralSets, ProbeRunner
     stream = _stream(3)
-    led = Ledger.open(str(tmp_path / "h.db"))
+    led = Ledger.open(str(tmp_path_factory.mktemp("health") / "h.db"))
     s = Session.open(led, "tiny-gptj", device="cpu", progress=False)
     run_id = Replayer(s, ReplayOptions(**FAST)).start(stream.steps, stream_name=stream.name,
                                                        stream_digest=stream.digest, stream_kind=stream.kind)
+    yield led, s, run_id, stream
+    led.close()
+
+
+def test_replay_records_health_that_matches_the_weights(replayed):
+    from simulator.telemetry import PROXY_TEXT
+    from simulator.probes import GeneralSets, ProbeRunner
+    led, s, run_id, stream = replayed
     h = _health(led, run_id)
     assert set(h) == {1, 2, 3}
     versions = {v.step: v for v in led.versions(run_id)}
@@ -173,21 +181,15 @@ def test_replay_records_health_that_matches_the_weights(tmp_path):
         assert hv["ppl_ratio"] == pytest.approx(ppl / base_ppl, rel=1e-6)
         assert h[step]["ppl"].detail["base"] == pytest.approx(base_ppl, rel=1e-9)
     assert "outlier_z" not in h[3]        # fewer than min_history steps before it
-    led.close()
 
 
 class Crash(BaseException):
     """Stands in for kill -9 after a committed step."""
 
 
-def test_resumed_replay_continues_the_health_record(tmp_path):
+def test_resumed_replay_continues_the_health_record(replayed):
     from simulator.replay import ReplayOptions, Replayer
-    from simulator.session import Session
-    stream = _stream(3)
-    led = Ledger.open(str(tmp_path / "r.db"))
-    s = Session.open(led, "tiny-gptj", device="cpu", progress=False)
-    whole = Replayer(s, ReplayOptions(**FAST)).start(stream.steps, stream_name="a", stream_digest=stream.digest,
-                                                      stream_kind=stream.kind)
+    led, s, whole, stream = replayed
 
     def crash(stepno, *_):
         if stepno == 2:
@@ -200,7 +202,6 @@ def test_resumed_replay_continues_the_health_record(tmp_path):
     a, b = _health(led, whole), _health(led, cut)
     for m in ("delta_norm", "delta_rel", "drift", "cond", "cond_ratio", "cond_step", "ppl", "ppl_ratio", "ppl_step"):
         assert b[3][m].value == pytest.approx(a[3][m].value, rel=1e-6), m
-    led.close()
 
 
 def test_stop_condition_on_a_health_metric(tmp_path):
@@ -216,3 +217,19 @@ def test_stop_condition_on_a_health_metric(tmp_path):
     head = led.version(run.head_version_id)          # a reset marker back to the start (the base)
     assert head.kind == "reset" and head.parent_id == run.start_version_id
     led.close()
+
+
+def test_stop_conditions_on_health_are_checked_before_the_run(replayed):
+    from ledger.errors import InputError
+    from simulator.replay import ReplayOptions, Replayer, known_suites
+    led, s, run_id, _ = replayed
+    runs = len(led.runs())
+    assert "health" in known_suites()
+    ReplayOptions(stop_when=["health.cond_ratio>5", "health.outlier_z>6"], **FAST).validate()
+    with pytest.raises(InputError, match="health records no metric 'cnd'.*it records delta_norm"):
+        ReplayOptions(stop_when=["health.cnd>5"], **FAST).validate()
+    with pytest.raises(InputError, match="recorded with every step"):
+        ReplayOptions(probe_every={"health": 2}, **FAST).validate()
+    with pytest.raises(InputError, match="grace changes no weights, so no health telemetry"):
+        Replayer(s, ReplayOptions(method="grace", stop_when=["health.drift>0.1"], **FAST))
+    assert len(led.runs()) == runs         # nothing was started
