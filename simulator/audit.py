@@ -259,9 +259,19 @@ def health_findings(ledger, run_id: int, versions=None, config: OutlierRule | No
     return out
 
 
+def independent(ledger, run_id: int) -> bool:
+    """Whether the run was replayed with the independent protocol (every case from the base model)."""
+    return ((ledger.run(run_id).config or {}).get("options") or {}).get("protocol") == "independent"
+
+
 def audit_run(ledger, run_id: int, tolerance: float = DEFAULT_TOLERANCE) -> list[Finding]:
     """Every ledger-only finding for the run's head lineage, most damaging first per kind. A decline
-    carries ``degraded``: whether its metric at the head is beyond ``tolerance`` of the base."""
+    carries ``degraded``: whether its metric at the head is beyond ``tolerance`` of the base. A run
+    of the independent protocol has no lineage of edits to decline along (every case starts from the
+    base model): its findings are its cases' leaks and the telemetry's outliers among all its steps."""
+    if independent(ledger, run_id):
+        every = [v for v in ledger.versions(run_id) if v.kind == "edit"]
+        return leaks(ledger, run_id, every) + health_findings(ledger, run_id, every)
     versions = head_edits(ledger, run_id)
     findings = forgetting(ledger, run_id, versions)
     for suite, metric in ledger.metrics(run_id):

@@ -45,17 +45,8 @@ from ledger.records import ProbeRecord
 from simulator.deltas import EditResult, TensorDelta
 from simulator.editors.base import is_state_slot
 from simulator.probes import GeneralSets, ProbeRunner
+from simulator.probes.general.builtin import HEALTH_PROXY_TEXT as PROXY_TEXT
 from ledger.health import METRICS, NAME as SUITE, OUTCOMES, OutlierRule, outcome_z, step_z
-
-# A small fixed text for the perplexity proxy: plain sentences of several kinds (narrative, facts,
-# instructions, dialogue), none about the facts edit streams change. Yang et al. compute perplexity
-# on a small diverse corpus (ME-PPL); this is the same idea at the size a per-step check can afford.
-PROXY_TEXT = (
-    "The train left the station a few minutes late, and most of the passengers were reading or asleep. "
-    "Water boils at one hundred degrees Celsius at sea level. To make tea, warm the pot, add the leaves "
-    "and pour in water that has just boiled. \"Where did you put the keys?\" she asked. \"On the table "
-    "by the door,\" he said. The small village has a church, two shops and a school with forty children."
-)
 
 @dataclass
 class HealthConfig:

@@ -90,3 +90,16 @@ def test_health_telemetry_follows_each_case(independent):
         for a, b in zip(members, members[1:]):
             assert h[b]["cond_step"] == pytest.approx(h[b]["cond"] / h[a]["cond"], rel=1e-9)
             assert h[b]["ppl_step"] == pytest.approx(h[b]["ppl"] / h[a]["ppl"], rel=1e-9)
+
+
+def test_audit_of_an_independent_run(independent, capsys):
+    """No lineage of edits to decline along: the audit names leaks and telemetry outliers among all
+    the cases, and refuses a causal search in words."""
+    from editledger.cli import main
+    from simulator.audit import audit_run
+    led, run_id, _ = independent
+    found = audit_run(led, run_id)
+    assert {f.metric.split(".")[0] for f in found} <= {"neighborhood", "attribute", "distract", "health"}
+    assert main(["--db", led.url, "audit", str(run_id), "--verify"]) != 0
+    err = capsys.readouterr().err
+    assert "independent protocol" in err and "Traceback" not in err

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import json
 
+from tqdm import tqdm
+
+from ledger.errors import InputError
+from simulator.audit import audit_run, head_edits, independent, rank_suspects, verify
+from simulator.audit_search import (Oracle, bisect_first, bisection_bound, choose_target, investigate, measurer)
+
 from .common import add_model_args, find_run, open_ledger
 
 
@@ -36,8 +42,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ledger.errors import InputError
-    from simulator.audit import audit_run, head_edits, rank_suspects, verify
     if not 0.0 < args.threshold <= 1.0:
         raise InputError(f"--threshold {args.threshold}: give a share between 0 and 1, e.g. 0.5")
     if args.tolerance <= 0.0:
@@ -45,6 +49,11 @@ def run(args) -> int:
     with open_ledger(args, create=False) as led:
         run_id = find_run(led, args.run)
         say = (lambda _t: None) if args.json else print
+        if (args.verify or args.bisect) and independent(led, run_id):
+            raise InputError(f"run {run_id} was replayed with the independent protocol: every case starts from the "
+                             "base model, so no step's damage carries into another and there is no head to search. "
+                             "Run the audit without --verify/--bisect for its leaks and telemetry outliers, or audit "
+                             "a sequential run of the same stream")
         if args.bisect:
             return _bisect_only(args, led, run_id, say)
         findings = audit_run(led, run_id, tolerance=args.tolerance)
@@ -53,8 +62,7 @@ def run(args) -> int:
             _print_ledger(run_id, findings, suspects, args.threshold)
         inv = None
         if args.verify:
-            from simulator.audit_search import investigate
-            from simulator.session import Session
+            from simulator.session import Session  # torch and the model: only --verify and --bisect load them
             s = Session.for_run(led, run_id, device=args.device, model=args.model)
             if findings:
                 order = {x.version_id: i for i, x in enumerate(suspects)}
@@ -163,9 +171,7 @@ def _print_search(inv) -> None:
 
 
 def _bisect_only(args, led, run_id, say) -> int:
-    from simulator.audit import head_edits
-    from simulator.audit_search import Oracle, bisect_first, bisection_bound, choose_target, measurer
-    from simulator.session import Session
+    from simulator.session import Session  # torch and the model: only --verify and --bisect load them
     items = head_edits(led, run_id)
     target, _ = choose_target(led, run_id, items, args.bisect)
     s = Session.for_run(led, run_id, device=args.device, model=args.model)
@@ -177,7 +183,6 @@ def _bisect_only(args, led, run_id, say) -> int:
     bound = bisection_bound(len(items))
     say(f"bisection over {len(items)} versions for the first meeting {target.condition.text}: "
         f"at most {bound} verified checkouts")
-    from tqdm import tqdm
     try:
         with tqdm(total=bound, desc="bisection", disable=args.json) as oracle.bar:
             idx = bisect_first(lambda i: oracle.at(items[i].id), len(items), target.degraded)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from simulator.identify import describe, identify
+
 from .common import add_model_args, open_ledger
 
 
@@ -20,7 +22,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from simulator.identify import describe, identify
     with open_ledger(args, create=False) as led:
         ident = identify(led, args.directory, model=args.model, device=args.device)
     if args.json:
