@@ -204,7 +204,7 @@ def measurer(session, run_id: int, suite: str, metric: str, *, general: GeneralS
             runner = ProbeRunner(session.view, general=GeneralSets(text=proxy_text), progress=False)
             return lambda: float(runner.reference([])["base_metrics"]["perplexity.ppl"])
         if metric == "cond":
-            from simulator.telemetry import condition_number  # torch: a ledger-only audit never measures κ
+            from simulator.condition import condition_number  # torch: a ledger-only audit never measures κ
             names = sorted({d.tensor for _, ds, _ in led.lineage_deltas(run.head_version_id) for d in ds
                             if d.kind in ("low_rank", "dense", "sparse") and len(d.shape) == 2})
             return lambda: max((condition_number(session.param(n))[0] for n in names), default=float("nan"))

@@ -22,9 +22,9 @@ Per step, for every tensor the step changed (W: the tensor now, W0: the base, Δ
     outlier_z          the largest robust z-score of this step against the run so far (below)
 
 Norms of stored deltas go through ``ledger.delta_norms`` (the same numbers the TUI shows).
-Condition numbers are exact for matrices whose smaller side is at most ``cond_exact_max`` (the
-eigenvalues of the float64 Gram matrix, σ² = λ(W Wᵀ): accurate while κ ≪ 1e8); above that, a
-Lanczos estimate on the Gram matrix (Ritz values lie inside the spectrum, so it is a lower bound).
+Condition numbers (``simulator/condition.py``) are exact for matrices whose smaller side is at most
+``cond_exact_max`` (the eigenvalues of the float64 Gram matrix); above that, a Lanczos estimate on
+the Gram matrix (a lower bound of κ).
 
 Outliers: the robust z-scores of ``ledger/health.py`` (torch-free, so that the
 report and the audit read them from the ledger alone), against the steps before this one.
@@ -42,6 +42,7 @@ import torch
 
 from ledger.delta_norms import sum_norm
 from ledger.records import ProbeRecord
+from simulator.condition import condition_number
 from simulator.deltas import EditResult, TensorDelta
 from simulator.editors.base import is_state_slot
 from simulator.probes import GeneralSets, ProbeRunner
@@ -57,57 +58,6 @@ class HealthConfig:
     z_threshold: float = OutlierRule.z_threshold    # robust z above which a step is flagged
     min_history: int = OutlierRule.min_history      # earlier steps needed before a step's z is computed
     scale_floor: float = OutlierRule.scale_floor    # floor of the robust scale, in log units (a factor 1.28)
-
-
-# ----------------------------------------------------------------------------- condition numbers
-@torch.no_grad()
-def condition_number(W: torch.Tensor, *, exact_max: int = 4096, lanczos_steps: int = 64) -> tuple[float, str]:
-    """κ₂(W) = σ_max / σ_min of a 2-D tensor, and how it was obtained ("exact" or "lanczos").
-    Exact: eigenvalues of the float64 Gram matrix of the smaller side. Lanczos: ``lanczos_steps``
-    steps with full reorthogonalisation on that Gram matrix (a lower bound of κ)."""
-    assert W.dim() == 2, f"a condition number needs a matrix, got shape {tuple(W.shape)}"
-    A = W.detach().to(torch.float64)
-    if A.shape[0] > A.shape[1]:
-        A = A.T
-    if A.shape[0] <= exact_max:
-        lam = torch.linalg.eigvalsh(A @ A.T)
-        lo, hi = float(lam[0]), float(lam[-1])
-        how = "exact"
-    else:
-        lo, hi = _lanczos_extremes(A, lanczos_steps)
-        how = "lanczos"
-    if hi <= 0.0:
-        return float("nan"), how
-    return (math.sqrt(hi / lo) if lo > 0.0 else float("inf")), how
-
-
-def _lanczos_extremes(A: torch.Tensor, steps: int) -> tuple[float, float]:
-    """Smallest and largest Ritz values of A Aᵀ after ``steps`` Lanczos steps (seeded start)."""
-    n = A.shape[0]
-    k = min(steps, n)
-    g = torch.Generator(device="cpu").manual_seed(0)
-    q = torch.randn(n, generator=g, dtype=torch.float64).to(A.device)
-    Q = torch.zeros(n, k, dtype=torch.float64, device=A.device)
-    alpha, beta = [], []
-    q = q / q.norm()
-    for j in range(k):
-        Q[:, j] = q
-        w = A @ (A.T @ q)
-        a = float(q @ w)
-        w = w - Q[:, :j + 1] @ (Q[:, :j + 1].T @ w)      # full reorthogonalisation (twice is enough)
-        w = w - Q[:, :j + 1] @ (Q[:, :j + 1].T @ w)
-        alpha.append(a)
-        b = float(w.norm())
-        if j == k - 1 or b < 1e-12 * max(abs(a), 1e-300):
-            break
-        beta.append(b)
-        q = w / b
-    T = torch.diag(torch.tensor(alpha, dtype=torch.float64))
-    if beta:
-        off = torch.tensor(beta[:len(alpha) - 1], dtype=torch.float64)
-        T = T + torch.diag(off, 1) + torch.diag(off, -1)
-    ritz = torch.linalg.eigvalsh(T)
-    return float(ritz[0]), float(ritz[-1])
 
 
 # ----------------------------------------------------------------------------- the monitor

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from ledger import Ledger
+from ledger.health import features, flag_outliers, outcome_z, robust_z, step_z
 from simulator.editors.common import solve_psd
 from simulator.editors.memit import memit_closed_form, memit_solve
 from simulator.editors.rome import rome_closed_form, rome_solve
-from ledger.health import features, flag_outliers, outcome_z, robust_z, step_z
-from simulator.telemetry import HealthConfig, condition_number
+from simulator.condition import condition_number
+from simulator.telemetry import HealthConfig
 
 
 def _with_spectrum(m: int, n: int, sv: torch.Tensor, seed: int = 0) -> torch.Tensor:
