@@ -77,7 +77,8 @@ def run(args) -> int:
             inv = investigate(s, run_id, head_edits(led, run_id), when=args.when, tolerance=args.tolerance,
                               suspects=[x.version_id for x in suspects], rho=args.threshold,
                               max_evals=args.max_evals, say=(lambda t: say("  " + t)), progress=not args.json)
-        led.record_audit(run_id, _records(findings, inv))
+        rows = _records(findings, inv)
+        led.record_audit(run_id, rows)
         if args.json:
             print(json.dumps({"findings": [f.to_dict() for f in findings],
                               "suspects": [vars(x) for x in suspects],
@@ -85,7 +86,7 @@ def run(args) -> int:
             return 0
         if inv is not None:
             _print_search(inv)
-        print(f"browse them: editledger tui {run_id}")
+        print(f"run {run_id}: {len(rows)} finding(s) recorded; browse them: editledger tui {run_id}")
     return 0
 
 
