@@ -32,12 +32,14 @@ from typing import Any
 from tqdm import tqdm
 
 from ledger.errors import InputError
-from simulator.probes import STATE_KEY as PROBE_STATE
-from simulator.probes import items as I
-from simulator.probes import metrics as M
+from ledger.health import OutlierRule, describe_z, flag_outliers, outcome_z, recorded
 from simulator.audit_search import (DEFAULT_TOLERANCE, MIN_ITEMS, default_tolerance_condition, measurer,
                                     recorded_base)
-from ledger.health import OutlierRule, describe_z, flag_outliers, outcome_z, recorded
+from simulator.probes import STATE_KEY as PROBE_STATE
+from simulator.probes import ProbeRunner
+from simulator.probes import items as I
+from simulator.probes import metrics as M
+from simulator.requests import Step
 
 # cumulative metrics and their direction (True: higher is better)
 CUMULATIVE = {
@@ -329,8 +331,8 @@ def verify(session, run_id: int, findings: list[Finding], progress: bool = True,
            limit: int | None = None) -> list[Finding]:
     """Counterfactual check with the model: the head without each suspect step (through the session:
     weights and method state, no editor re-run), re-measured on the finding's own metric (a leak: its
-    step's locality probes; forgetting: retention; a decline or a telemetry flag: that metric, or the
-    health perplexity proxy). One materialisation per suspect step; ``limit`` verifies the first n
+    step's locality probes; forgetting: the efficacy of the edits it made the model forget; a decline
+    or a telemetry flag: that metric, or the health perplexity proxy). One materialisation per suspect step; ``limit`` verifies the first n
     suspect steps in the findings' order."""
     led = session.ledger
     run = led.run(run_id)
@@ -344,9 +346,9 @@ def verify(session, run_id: int, findings: list[Finding], progress: bool = True,
     meters: dict[tuple, Any] = {}
     at_head: dict[tuple, float | None] = {}
 
-    def key_of(f: Finding) -> tuple[str, str, int | None]:
-        if f.metric == "retention.forgetting":
-            return "retention", "efficacy_top1", None
+    def key_of(f: Finding) -> tuple:
+        if f.metric == "retention.forgetting":      # the forgotten edits' own prompts, not all of retention
+            return "forgotten", "efficacy_top1", tuple(g["edit_step"] for g in f.evidence.get("forgotten", []))
         if f.metric == "health.outlier":
             return "health", "ppl", None
         suite, metric = f.metric.split(".", 1)
@@ -357,7 +359,8 @@ def verify(session, run_id: int, findings: list[Finding], progress: bool = True,
     def value(key) -> float | None:
         if key not in meters:
             try:
-                meters[key] = measurer(session, run_id, key[0], key[1], general=general, step_index=key[2])
+                meters[key] = (_forgotten_meter(session, cfg, key[2]) if key[0] == "forgotten" else
+                               measurer(session, run_id, key[0], key[1], general=general, step_index=key[2]))
             except InputError:
                 meters[key] = None
         return None if meters[key] is None else meters[key]()
@@ -373,7 +376,20 @@ def verify(session, run_id: int, findings: list[Finding], progress: bool = True,
             if at_head.get(key) is None:
                 continue
             without = value(key)
-            f.evidence["counterfactual"] = {"metric": f"{key[0]}.{key[1]}", "head": at_head[key],
-                                            "head_without_step": without}
+            name = (f"efficacy of the forgotten edits (steps {', '.join(map(str, key[2]))})"
+                    if key[0] == "forgotten" else f"{key[0]}.{key[1]}")
+            f.evidence["counterfactual"] = {"metric": name, "head": at_head[key], "head_without_step": without}
     session.checkout(head)
     return findings
+
+
+def _forgotten_meter(session, cfg: dict, edit_steps: tuple[int, ...]):
+    """The mean top-1 efficacy of the given edit steps' own rewrite prompts on the live model: do the
+    edits a step made the model forget come back without it?"""
+    first = int(cfg.get("first_step", 1))
+    stream = [Step.from_dict(d) for d in cfg.get("stream", [])]
+    mine = [stream[j - first] for j in edit_steps if 0 <= j - first < len(stream)]
+    if not mine:
+        raise InputError("the run stores no stream items for the forgotten edits")
+    runner = ProbeRunner(session.view, progress=False)
+    return lambda: sum(runner.efficacy(st) for st in mine) / len(mine)

@@ -210,11 +210,18 @@ def measurer(session, run_id: int, suite: str, metric: str, *, general: GeneralS
             return lambda: max((condition_number(session.param(n))[0] for n in names), default=float("nan"))
         raise InputError(f"health.{metric} is recorded per step but cannot be re-measured on a model without "
                          "its step's delta; the audit re-measures health.ppl and health.cond")
+    if suite == "retention":
+        raise InputError("retention measures the run's own edits, and a search takes edits away: it cannot say "
+                         "which step made others forgotten. The audit's forgetting findings name that step from "
+                         "the ledger; search on a general ability or health.ppl instead")
     steps = [Step.from_dict(d) for d in cfg.get("stream", [])]
     if not steps:
         raise InputError(f"run {run_id} stores no stream, so {suite}.{metric} cannot be re-measured")
-    idx = step_index if step_index is not None else len(steps)
-    idx = max(1, min(idx, len(steps)))
+    if step_index is None:       # the head's last replayed step (a stopped or partial run ends before the stream)
+        first = int(cfg.get("first_step", 1))
+        edits = [v.step for v in led.lineage(run.head_version_id) if v.run_id == run_id and v.kind == "edit"]
+        step_index = (max(edits) - first + 1) if edits else len(steps)
+    idx = max(1, min(step_index, len(steps)))
     every = {s: 0 for s in {*PROBE_SUITES, *SUITES, *EXPENSIVE, "retention"}}   # 0: only at the end (never here)
     every[suite] = 1
     runner = ProbeRunner(session.view, config=ProbeConfig(every=every, lookahead=False), progress=False)

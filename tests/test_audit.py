@@ -87,11 +87,18 @@ def test_verify_rebuilds_the_head_without_each_suspect(tmp_path):
     run_id = Replayer(s, ReplayOptions(stats_tokens=256, general="none", progress=False)).start(
         stream.steps, stream_name=stream.name, stream_digest=stream.digest, stream_kind=stream.kind)
     v2 = [v for v in led.versions(run_id) if v.step == 2][0]
-    (f,) = verify(s, run_id, [Finding(v2.id, 2, "retention.forgetting", 1.0, "suspect")], progress=False)
+    suspect = Finding(v2.id, 2, "retention.forgetting", 1.0, "suspect", {"forgotten": [{"edit_step": 1}]})
+    (f,) = verify(s, run_id, [suspect], progress=False)
     cf = f.evidence["counterfactual"]
-    assert cf["metric"] == "retention.efficacy_top1" and 0.0 <= cf["head_without_step"] <= 1.0
+    # the forgotten edit's own prompts, at the head and on the head without step 2
+    from simulator.probes import ProbeRunner
+    assert cf["metric"] == "efficacy of the forgotten edits (steps 1)"
     head = led.version(led.run(run_id).head_version_id)
     assert s.fingerprints == head.tensor_fingerprints
+    assert cf["head"] == ProbeRunner(s.view, progress=False).efficacy(stream.steps[0])
+    s.materialise(head.id, without={v2.id})
+    assert cf["head_without_step"] == ProbeRunner(s.view, progress=False).efficacy(stream.steps[0])
+    s.checkout(head.id)
     led.close()
 
 
