@@ -42,7 +42,7 @@ import torch
 
 from ledger.delta_norms import sum_norm
 from ledger.records import ProbeRecord
-from simulator.condition import condition_number
+from simulator.condition import EXACT_MAX, LANCZOS_STEPS, condition_number
 from simulator.deltas import EditResult, TensorDelta
 from simulator.editors.base import is_state_slot
 from simulator.probes import GeneralSets, ProbeRunner
@@ -53,8 +53,8 @@ from ledger.health import METRICS, NAME as SUITE, OUTCOMES, OutlierRule, outcome
 class HealthConfig:
     text: str = PROXY_TEXT          # text of the perplexity proxy ("" turns the proxy off)
     ppl_window: int = 128           # tokens per perplexity window
-    cond_exact_max: int = 4096      # exact κ (float64 Gram eigenvalues) while min(rows, cols) <= this
-    lanczos_steps: int = 64         # Lanczos steps for the estimate above that size
+    cond_exact_max: int = EXACT_MAX     # exact κ (float64 Gram eigenvalues) while min(rows, cols) <= this
+    lanczos_steps: int = LANCZOS_STEPS  # Lanczos steps for the estimate above that size
     z_threshold: float = OutlierRule.z_threshold    # robust z above which a step is flagged
     min_history: int = OutlierRule.min_history      # earlier steps needed before a step's z is computed
     scale_floor: float = OutlierRule.scale_floor    # floor of the robust scale, in log units (a factor 1.28)
