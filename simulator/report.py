@@ -381,7 +381,7 @@ def _health_text(reports: list[RunReport], table, h: str) -> list[str]:
         rows.append([r.name, r.method, r.protocol] + [_health_fmt(r.health.get(c)) for c in HEALTH_TABLE] + [flagged])
     out = [h + HEALTH_TITLE]
     if rows:
-        out.append(table(head, rows))
+        out += [table(head, rows), ""]
     for r in reports:
         for f in r.health_flags:
             out.append(f"  {r.name} step {f['step']}: possible disabling edit ({f['why']})")
