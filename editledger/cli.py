@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("probe", "measure a version recorded without measurements (a reset or revert)"),
     "audit": ("audit", "name the edits that caused a degradation, with evidence"),
     "export": ("export", "write a run in another tool's result format (kmeng01/rome's case files)"),
+    "identify": ("identify", "name the ledger version a model directory holds"),
     "train": ("train", "train the network a method edits with (MEND)"),
     "tui": ("tui", "browse runs, timelines, edits, trajectories, diffs and audits"),
     "db": ("db", "ledger database: schema status, upgrade, integrity check"),

@@ -31,6 +31,7 @@ from simulator.requests import PROBE_SUITES, Step
 from simulator.session import Session
 from simulator.stats_ledger import ledger_stats_provider
 from simulator.stopping import StopCondition
+from simulator.telemetry import SUITE as HEALTH, HealthMonitor, telemetry_note
 
 RESUMABLE = ("running", "interrupted", "failed")
 PROBE_STATE = STATE_KEY         # diagnostics key: the probes' comparison state after the step (for resume)
@@ -85,12 +86,19 @@ class ReplayOptions:
             if suite not in known:
                 raise InputError(f"--probe-every {suite}={k}: no probe suite {suite!r}; "
                                  f"suites: {', '.join(sorted(known))}")
+            if suite in SUITES and SUITES[suite].scope == "weights":
+                raise InputError(f"--probe-every {suite}={k}: the {suite} telemetry is recorded with every step "
+                                 "(its outlier flags compare each step with the run so far); it has no schedule")
             whole(f"--probe-every {suite}", k, 0)
         for text in self.stop_when:
             c = StopCondition.parse(text)
             if c.suite not in known:
                 raise InputError(f"--stop-when {text!r}: no probe suite {c.suite!r} measures {c.metric!r}; "
                                  f"suites: {', '.join(sorted(known))}")
+            fixed = SUITES[c.suite].metrics if c.suite in SUITES else ()
+            if fixed and c.metric not in fixed:
+                raise InputError(f"--stop-when {text!r}: {c.suite} records no metric {c.metric!r}; "
+                                 f"it records {', '.join(fixed)}")
 
     @classmethod
     def from_config(cls, d: dict) -> "ReplayOptions":
@@ -114,6 +122,11 @@ class Replayer:
         lm = session.lm
         self.editor = get_editor(options.method)          # unknown method: InputError naming the known ones
         self.editor.ledger = session.ledger               # where an editor reads its artifacts (MEND's network)
+        for t in options.stop_when:
+            c = StopCondition.parse(t)
+            if c.suite == HEALTH and not self.editor.changes_weights:
+                raise InputError(f"--stop-when {t!r}: {options.method} changes no weights, so no {HEALTH} "
+                                 "telemetry is recorded for it; stop on a probe metric instead (e.g. 'ppl>1.5x')")
         self.hparams = load_hparams(options.method, lm.spec, options.hparams_file, options.hparams)
         cfg = ProbeConfig(every=dict(options.probe_every)) if options.probe_every else ProbeConfig()
         # probes see the model through the session's view: the method's runtime included
@@ -147,6 +160,7 @@ class Replayer:
         config = {"model": self.s.model_ref or self.s.lm.spec.name, "options": self.opt.to_config(),
                   "stream": [st.to_dict() for st in steps], "first_step": first_step,
                   "reference": reference, "stop_when": list(self.opt.stop_when),
+                  "telemetry": telemetry_note(self.editor),
                   **(extra_config or {})}
         run = led.begin_run(base_model_id=self.s.base_model_id, method=self.opt.method,
                             hparams=_as_dict(self.hparams), stream_name=stream_name,
@@ -215,6 +229,8 @@ class Replayer:
         made: dict[int, tuple[int, dict]] = {}      # independent: step index -> (its version, its probe state)
         bar = tqdm(total=len(steps), initial=index, desc=f"run {run_id}", unit="edit",
                    disable=not self.opt.progress, leave=True, dynamic_ncols=True)
+        # per-step health telemetry (suite "health"); a method that changes no weights has none to record
+        health = HealthMonitor(s, run_id, head) if self.editor.changes_weights else None
         try:
             for i in range(index, len(steps)):
                 step, stepno = steps[i], first_step + i
@@ -227,6 +243,8 @@ class Replayer:
                                       made.get(members[k - 1]) or self._recorded(run_id, first_step + members[k - 1] - 1))
                     if s.current_version_id != head:
                         s.checkout(head)
+                if health is not None:
+                    health.follow(head)             # independent: a case's first step starts from the base
                 req = step.requests[0]
                 bar.set_postfix_str(f"{req.subject}: {(req.target_old or '?').strip()} → {req.target_new.strip()}")
                 seed_step(self.opt.seed, stepno)
@@ -239,9 +257,14 @@ class Replayer:
                 records, state = self.probes.measure(step_index=i + 1, steps=steps, reference=reference,
                                                      previous=previous, applied=applied,
                                                      final=(i == len(steps) - 1) and not independent)
+                t_probes = time.perf_counter() - t1
+                if health is not None:
+                    records += health.step(result)  # norms, κ, solve, perplexity proxy, outlier flag
                 t2 = time.perf_counter()
                 diag = dict(result.diagnostics)
-                diag["timing_s"] = {"edit": round(t1 - t0, 4), "probes": round(t2 - t1, 4)}
+                diag["timing_s"] = {"edit": round(t1 - t0, 4), "probes": round(t_probes, 4)}
+                if health is not None:
+                    diag["timing_s"]["health"] = round(health.seconds, 4)
                 diag[PROBE_STATE] = state
                 version = s.commit(
                     run_id, step=stepno, parent_version_id=head, requests=[r.to_dict() for r in step.requests],
@@ -253,6 +276,8 @@ class Replayer:
                 self.timing["probe_s"] += t2 - t1
                 self.timing["record_s"] += t3 - t2
                 head, previous = version.id, state
+                if health is not None:
+                    health.committed(head)
                 made[i + 1] = (version.id, state)
                 eff = preferred_value(records, "rewrite", "efficacy_top1")
                 bar.set_postfix_str(f"{req.subject} → {req.target_new.strip()}  efficacy "

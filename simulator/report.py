@@ -4,6 +4,9 @@
 * Table 4 (locality): OA, DN, OT, Succ, D, IR, FR.
 * Reliability: efficacy, generalisation, NS, NM, NKL, retention, EW, IW, TFD.
 * Group metrics at the head: every case measured again on the run's last version.
+* Health telemetry: per run, how far the edits pushed the weights (update size, drift, condition
+  number, the perplexity proxy) and the steps whose outcome is an outlier against the run's other
+  steps (a possible disabling edit; ``ledger/health.py``).
 * Figure 4: general abilities against the number of edits (requests), the base at 0 edits; as
   text and as a PNG.
 
@@ -37,6 +40,7 @@ from ledger.errors import InputError
 from ledger.values import AGAINST_ORDER, preferred
 from simulator.probes.recompute import recompute_run
 from simulator.probes.suites import HEAD
+from ledger.health import NAME as HEALTH, OutlierRule, describe_z, flag_outliers, outcome_z
 
 SEQUENTIAL, INDEPENDENT = "sequential", "independent"
 PROTOCOL_TEXT = {SEQUENTIAL: "each case measured on the model as edited so far",
@@ -113,6 +117,22 @@ CURVES = {
 }
 
 
+# Health telemetry: column -> (metric, how) over the run's steps; values as recorded (ratios, not %)
+HEALTH_TABLE = {
+    "max ‖Δ‖/‖W₀‖": ("delta_rel", "max"),
+    "drift": ("drift", "last"),
+    "max κ/κ₀": ("cond_ratio", "max"),
+    "ppl/base": ("ppl_ratio", "last"),
+    "max ppl step": ("ppl_step", "max"),
+}
+HEALTH_TITLE = "Health telemetry (per step, every method that changes weights)"
+HEALTH_NOTES = ("‖Δ‖/‖W₀‖: a step's update against the base tensor; drift: ‖W − W₀‖/‖W₀‖ at the last step; κ/κ₀: the "
+                "edited matrix's condition number against the base's; ppl/base: perplexity of a small fixed text "
+                "against the base model's; ppl step: against the version before. Flagged: robust z of a step's update "
+                f"size, κ jump or perplexity jump against the run's other steps above {OutlierRule.z_threshold:g} "
+                "(a possible disabling edit; docs/audit.md).")
+
+
 class _Row(NamedTuple):
     suite: str
     metric: str
@@ -133,6 +153,9 @@ class RunReport:
     marks: dict[str, str] = field(default_factory=dict)                # table column -> footnote mark
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # curve -> [(edits, value)]
     recomputed: bool = False
+    health: dict[str, float | None] = field(default_factory=dict)      # HEALTH_TABLE column -> value
+    health_flags: list[dict] = field(default_factory=list)             # [{"step", "z", "why"}], worst first
+    health_note: str | None = None       # why a run has no telemetry (a method that changes no weights)
 
 
 class _Stored:
@@ -183,6 +206,27 @@ def _aggregate(series: list[tuple[int, float]], how: str) -> float | None:
     return vals[-1] if how == "last" else sum(vals) / len(vals)
 
 
+def _health(ledger, rep: RunReport, cfg: dict) -> None:
+    """The run's telemetry summary and its outliers against the whole run (stored values: the
+    telemetry is measured on the weights, not recomputed from scores)."""
+    src = _Stored(ledger, rep.run_id)
+    names = [m for s_, m in ledger.metrics(rep.run_id) if s_ == HEALTH]
+    if not names:
+        rep.health_note = ((cfg.get("telemetry") or {}).get(HEALTH)
+                           or "not recorded (replayed before the telemetry existed)")
+        return
+    by_step: dict[int, dict[str, float]] = defaultdict(dict)
+    for m in names:
+        for step, v in _series(src, HEALTH, m):
+            by_step[step][m] = v
+    for col, (metric, how) in HEALTH_TABLE.items():
+        vals = [vals[metric] for _, vals in sorted(by_step.items()) if metric in vals]
+        rep.health[col] = None if not vals else (max(vals) if how == "max" else vals[-1])
+    rule = OutlierRule()
+    rep.health_flags = [{"step": step, "z": outcome_z(z), "why": describe_z(z, rule.z_threshold)}
+                        for step, z in flag_outliers(sorted(by_step.items()), rule)]
+
+
 def _edits_at(ledger, run) -> dict[int, int]:
     """Step -> number of edit requests in that step's version (its lineage), for Figure 4's x axis."""
     start = sum(v.n_requests for v in ledger.lineage(run.start_version_id))
@@ -225,6 +269,7 @@ def collect(ledger, run_ids: list[int], recompute: bool = False) -> list[RunRepo
                     if series:
                         rep.marks[col] = "*"
                 rep.columns[col] = _aggregate(series, how)
+        _health(ledger, rep, cfg)
         edits = _edits_at(ledger, run)
         base = (cfg.get("reference") or {}).get("base_metrics", {})
         for name, (suite, metric) in CURVES.items():
@@ -307,6 +352,7 @@ def render(reports: list[RunReport], fmt: str = "text") -> str:
             continue
         head, rows = _table_rows(reports, cols)
         parts += [h + title, _protocol_line(reports), table(head, rows), ""]
+    parts += _health_text(reports, table, h)
     parts.append(h + "Figure 4: general abilities against the number of edits (0 = the base model)")
     curves = _curve_rows(reports)
     if not curves:
@@ -317,6 +363,32 @@ def render(reports: list[RunReport], fmt: str = "text") -> str:
         parts.append("")
     parts.append(textwrap.fill(NOTES, width=110))
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _health_fmt(v: float | None) -> str:
+    return "—" if v is None or math.isnan(v) else f"{v:.4g}"
+
+
+def _health_text(reports: list[RunReport], table, h: str) -> list[str]:
+    if not any(r.health or r.health_note for r in reports):
+        return []
+    head = ["run", "method", "protocol"] + list(HEALTH_TABLE) + ["flagged steps"]
+    rows = []
+    for r in reports:
+        if not r.health:
+            continue
+        flagged = ", ".join(str(f["step"]) for f in r.health_flags) or "none"
+        rows.append([r.name, r.method, r.protocol] + [_health_fmt(r.health.get(c)) for c in HEALTH_TABLE] + [flagged])
+    out = [h + HEALTH_TITLE]
+    if rows:
+        out += [table(head, rows), ""]
+    for r in reports:
+        for f in r.health_flags:
+            out.append(f"  {r.name} step {f['step']}: possible disabling edit ({f['why']})")
+        if r.health_note:
+            out.append(f"  {r.name} ({r.method}): {r.health_note}")
+    out += [textwrap.fill(HEALTH_NOTES, width=110), ""]
+    return out
 
 
 def to_json(reports: list[RunReport]) -> dict[str, Any]:
@@ -330,6 +402,8 @@ def to_json(reports: list[RunReport]) -> dict[str, Any]:
                                 **{c: clean(r.columns.get(c)) for c in cols}) for r in reports]
                    for title, cols in TABLES.items()},
         "zero_shot": {str(r.run_id): sorted(r.marks) for r in reports if r.marks},
+        "health": {str(r.run_id): {"columns": {c: clean(r.health.get(c)) for c in HEALTH_TABLE} if r.health else None,
+                                   "flagged": r.health_flags, "note": r.health_note} for r in reports},
         "curves": {name: {str(r.run_id): [[x, v] for x, v in r.curves[name]] for r in reports if name in r.curves}
                    for name in CURVES if any(name in r.curves for r in reports)},
         "scale": "fractions in [0, 1] (text/markdown show percentages); NKL·|V| in nats (CounterFact+'s NKL x |V|); D in nats / |Obj|; "
@@ -348,6 +422,11 @@ def to_csv(reports: list[RunReport]) -> str:
                 v = r.columns.get(c)
                 w.writerow([title, r.run_id, r.name, r.method, r.protocol, c, "",
                             "" if v is None or math.isnan(v) else repr(float(v))])
+    for r in reports:
+        for c in HEALTH_TABLE if r.health else ():
+            v = r.health.get(c)
+            w.writerow([HEALTH_TITLE, r.run_id, r.name, r.method, r.protocol, c, "",
+                        "" if v is None or math.isnan(v) else repr(float(v))])
     for name in CURVES:
         for r in reports:
             for x, v in r.curves.get(name, []):

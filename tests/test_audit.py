@@ -87,9 +87,59 @@ def test_verify_rebuilds_the_head_without_each_suspect(tmp_path):
     run_id = Replayer(s, ReplayOptions(stats_tokens=256, general="none", progress=False)).start(
         stream.steps, stream_name=stream.name, stream_digest=stream.digest, stream_kind=stream.kind)
     v2 = [v for v in led.versions(run_id) if v.step == 2][0]
-    (f,) = verify(s, run_id, [Finding(v2.id, 2, "retention.forgetting", 1.0, "suspect")], progress=False)
+    suspect = Finding(v2.id, 2, "retention.forgetting", 1.0, "suspect", {"forgotten": [{"edit_step": 1}]})
+    (f,) = verify(s, run_id, [suspect], progress=False)
     cf = f.evidence["counterfactual"]
-    assert cf["metric"] == "retention.efficacy_top1" and 0.0 <= cf["head_without_step"] <= 1.0
+    # the forgotten edit's own prompts, at the head and on the head without step 2
+    from simulator.probes import ProbeRunner
+    assert cf["metric"] == "efficacy of the forgotten edits (steps 1)"
     head = led.version(led.run(run_id).head_version_id)
     assert s.fingerprints == head.tensor_fingerprints
+    assert cf["head"] == ProbeRunner(s.view, progress=False).efficacy(stream.steps[0])
+    s.materialise(head.id, without={v2.id})
+    assert cf["head_without_step"] == ProbeRunner(s.view, progress=False).efficacy(stream.steps[0])
+    s.checkout(head.id)
     led.close()
+
+
+def _lost_at_first_retention(tmp_path, state_at_step1: bool):
+    """Step 1 edits A (its rewrite prompt answers with P(new) 0.8, kept in the probe state when
+    ``state_at_step1``); step 2 is the first version with retention rows, and A is lost there."""
+    import math
+    led = Ledger.open(str(tmp_path / "f.db"))
+    bm = led.register_base_model(name="m", source="test", fingerprint="f" * 64, config={})
+    run = led.begin_run(base_model_id=bm.id, method="rome", hparams={}, stream_name="s", stream_digest="0" * 64,
+                        stream_kind="sequential", config={})
+    # raw scores as the probe runner keeps them: per-token log-probs "lp"; P = exp(mean lp)
+    state = {"scores": {"1/rewrite/0/t": {"lp": [math.log(0.8)], "am": [5], "ids": [5]},
+                        "1/rewrite/1/t": {"lp": [math.log(0.5), math.log(0.5)], "am": [5, 6], "ids": [5, 6]}}}
+    v1 = led.record_step(run.id, step=1, parent_version_id=led.run(run.id).start_version_id, requests=[_req("A")],
+                         deltas=[], tensor_fingerprints={}, wall_time_s=0.0, probes=[],
+                         diagnostics={"_probe_state": state} if state_at_step1 else {})
+    rows = [{"step": 1, "top1": 0.0, "p_new": 0.1, "at_edit": 1.0}]
+    led.record_step(run.id, step=2, parent_version_id=v1.id, requests=[_req("B")], deltas=[], tensor_fingerprints={},
+                    diagnostics={}, wall_time_s=0.0,
+                    probes=[ProbeRecord("retention", "efficacy_top1", 0.0, 1, rows)])
+    return led, run.id
+
+
+@pytest.mark.parametrize("state_at_step1", [True, False])
+def test_forgetting_at_the_first_retention_row_has_no_nan(tmp_path, state_at_step1):
+    import json
+    led, run_id = _lost_at_first_retention(tmp_path, state_at_step1)
+    (f,) = forgetting(led, run_id)
+    (row,) = f.evidence["forgotten"]
+    assert row["edit_step"] == 1 and row["p_new_after"] == pytest.approx(0.1)
+    if state_at_step1:        # the value before step 2: step 1's own prompts right after its edit, mean of 0.8 and 0.5
+        assert row["p_new_before"] == pytest.approx((0.8 + 0.5) / 2) and row["p_new_before_step"] == 1
+    else:                     # nothing kept: the value is left out, with the reason
+        assert "p_new_before" not in row and "step 1" in row["p_new_before_missing"]
+    json.dumps(f.to_dict(), allow_nan=False)        # no NaN anywhere in what the ledger would record
+    led.close()
+
+
+def test_forgetting_later_uses_the_previous_retention_row(ledger):
+    led, run_id = ledger
+    (f,) = forgetting(led, run_id)
+    (row,) = f.evidence["forgotten"]          # edit 3: held at step 4 with p_new 1.0, lost at step 5 with 0.0
+    assert (row["p_new_before"], row["p_new_before_step"], row["p_new_after"]) == (1.0, 4, 0.0)

@@ -49,6 +49,29 @@ def _start(s: Session, method: str, stream, outs: dict | None = None, crash_afte
         stream.steps, stream_name=stream.name, stream_digest=stream.digest, stream_kind=stream.kind, **kw)
 
 
+def _check_health(led: Ledger, method: str, versions: dict) -> None:
+    """Health telemetry (issue 13) rode along with every step of a weight method: its update norm is
+    the ledger's own norm of the stored delta, its solve numbers are the editor's; a method that
+    changes no weights records none (its run says why)."""
+    ed = get_editor(method)
+    for st, ver in versions.items():
+        h = {p.metric: p.value for p in led.probes(ver.id, "health") if p.against == "none"}
+        if not ed.changes_weights:
+            assert h == {}, f"{method} changes no weights but recorded {sorted(h)}"
+            continue
+        assert {"delta_norm", "delta_rel", "drift", "weight_norm_ratio", "cond", "cond_ratio", "cond_step",
+                "ppl", "ppl_ratio", "ppl_step"} <= set(h), f"{method} step {st}: {sorted(h)}"
+        rows = [d for d in led.deltas(ver.id) if d.kind in ("low_rank", "dense", "sparse")]
+        assert h["delta_norm"] == pytest.approx(sum(d.norm ** 2 for d in rows) ** 0.5, rel=1e-6)
+        solve = [r for k in ("requests", "layers_detail") for r in (ver.diagnostics or {}).get(k, [])
+                 if isinstance(r, dict) and "key_norm" in r]
+        if solve:
+            assert h["key_norm"] == pytest.approx(max(r["key_norm"] for r in solve))
+        assert ("key_norm" in h) == (method in ("rome", "r-rome", "memit", "alphaedit"))
+    note = led.run(versions[1].run_id).config["telemetry"]["health"]
+    assert note.startswith("recorded") == ed.changes_weights
+
+
 def _stored_result(led: Ledger, version_id: int) -> EditResult:
     """A step's weight deltas and state delta, read back from the ledger by hand."""
     deltas, state = [], None
@@ -73,6 +96,7 @@ def test_every_version_revert_branch_and_resume_reproduce_outputs(tmp_path, meth
     stateful = get_editor(method).state is not None
     assert any(k.startswith("@") for k in v[4].tensor_fingerprints) == stateful
     assert outs[v[4].id] != base_out, f"{method}: four edits changed nothing"
+    _check_health(led, method, v)
 
     # checkout of every version, in a scrambled order, reproduces its outputs bit for bit
     order = list(outs) * 2

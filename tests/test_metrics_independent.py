@@ -71,3 +71,35 @@ def test_report_fills_tables_3_and_4(independent):
     (again,) = report.collect(led, [run_id], recompute=True)
     for col in list(report.TABLE3) + list(report.TABLE4):
         assert again.columns[col] == pytest.approx(rep.columns[col], rel=1e-12, abs=1e-12), col
+
+
+def test_health_telemetry_follows_each_case(independent):
+    """The telemetry measures each step against the version it was built on: a case's first step
+    against the base (its drift is its own update, its κ and perplexity steps are its ratios to the
+    base), a later step against the case's earlier version, never against another case."""
+    led, run_id, stream = independent
+    base = led.run(run_id).start_version_id
+    vs = {v.step: v for v in led.versions(run_id)}
+    h = {st: {p.metric: p.value for p in led.probes(v.id, "health") if p.against == "none"} for st, v in vs.items()}
+    for members in groups_of(stream.steps).values():
+        first = h[members[0]]
+        assert vs[members[0]].parent_id == base
+        assert first["drift"] == pytest.approx(first["delta_rel"], rel=1e-6)
+        assert first["cond_step"] == pytest.approx(first["cond_ratio"], rel=1e-9)
+        assert first["ppl_step"] == pytest.approx(first["ppl_ratio"], rel=1e-9)
+        for a, b in zip(members, members[1:]):
+            assert h[b]["cond_step"] == pytest.approx(h[b]["cond"] / h[a]["cond"], rel=1e-9)
+            assert h[b]["ppl_step"] == pytest.approx(h[b]["ppl"] / h[a]["ppl"], rel=1e-9)
+
+
+def test_audit_of_an_independent_run(independent, capsys):
+    """No lineage of edits to decline along: the audit names leaks and telemetry outliers among all
+    the cases, and refuses a causal search in words."""
+    from editledger.cli import main
+    from simulator.audit import audit_run
+    led, run_id, _ = independent
+    found = audit_run(led, run_id)
+    assert {f.metric.split(".")[0] for f in found} <= {"neighborhood", "attribute", "distract", "health"}
+    assert main(["--db", led.url, "audit", str(run_id), "--verify"]) != 0
+    err = capsys.readouterr().err
+    assert "independent protocol" in err and "Traceback" not in err

@@ -12,7 +12,7 @@ import shlex
 import sys
 from typing import Any, Sequence
 
-from ledger import history
+from ledger import health, history
 from ledger.api import Ledger
 from ledger.engine import sqlite_path
 from ledger.errors import InputError
@@ -197,7 +197,8 @@ class LedgerData:
         return items, metrics
 
     def timeline_harm(self, run_id: int, items: Sequence[TimelineItem], metrics: Sequence[Metric]) -> None:
-        """Fill each row's key-metric changes, retention and forgetting (``tui.harm``). Safe from a
+        """Fill each row's key-metric changes, telemetry outliers, retention and forgetting (``tui.harm``,
+        ``ledger.health``). Safe from a
         worker thread: each item's fields are replaced whole, never mutated in place."""
         if not items:
             return
@@ -207,6 +208,10 @@ class LedgerData:
             for it in items:
                 if it.version_id in ch:
                     it.changes = {**(it.changes or {}), m: ch[it.version_id]}
+        flagged = health.flagged(self.ledger, run_id)
+        for it in items:
+            if it.version_id in flagged:
+                it.health = flagged[it.version_id]
         refs = self._refs(run_id, RETENTION)
         if not refs:
             return

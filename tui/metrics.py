@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from ledger import health
+
 Metric = tuple[str, str]   # (suite, metric), e.g. ("rewrite", "efficacy_top1")
 
 # Headline metrics, best first; unknown ones follow, ordered by suite then name.
@@ -17,7 +19,7 @@ PREFERRED_METRICS: list[Metric] = [
 ]
 PREFERRED_SUITES = ["rewrite", "retention", "paraphrase", "neighborhood", "perplexity", "attribute", "distract",
                     "portability_sr", "portability_rr", "portability_oh", "multihop", "conflict",
-                    "tied_fact", "round", "other_task", "downstream", "fluency"]
+                    "tied_fact", "round", "other_task", "downstream", "fluency", "health"]
 # The side effects of a sequence of edits (locality, general ability): what the timeline's Δ
 # columns and a run's sparkline show first.
 KEY_METRICS: list[Metric] = [("neighborhood", "ns"), ("perplexity", "ppl"), ("neighborhood", "nkl"),
@@ -29,7 +31,7 @@ FIXED_SUITES = ("perplexity", "downstream", "fluency")
 SUITE_ABBREV = {"rewrite": "rw", "paraphrase": "para", "neighborhood": "nb", "perplexity": "",
                 "attribute": "attr", "portability_sr": "p.sr", "portability_rr": "p.rr",
                 "portability_oh": "p.oh", "multihop": "hop", "retention": "ret", "distract": "dist",
-                "downstream": "task", "fluency": "flu", "conflict": "conf"}
+                "downstream": "task", "fluency": "flu", "conflict": "conf", "health": "hl"}
 
 # Direction, for colouring changes (True: higher is better). Matched by exact name, then prefix.
 HIGHER_IS_BETTER = {
@@ -52,6 +54,7 @@ MEANING: dict[Metric, str] = {
     ("retention", "efficacy_top1"): "share of the earlier edits of the run still held at this version (0–1)",
     ("retention", "forgetting"): "mean drop of earlier edits' efficacy since they were made (0–1)",
     ("perplexity", "ppl"): "perplexity on a fixed text sample (lower is better; measured every few steps)",
+    **{(health.NAME, m): f"telemetry: {text}" for m, text in health.METRICS.items()},
 }
 SUITE_MEANING = {
     "attribute": "other attributes of the edited subject, unchanged? (0–1)",
@@ -64,6 +67,7 @@ SUITE_MEANING = {
     "round": "RoundEdit: success, distortion (bits), ignore and failure rates",
     "downstream": "general-ability task accuracy on a fixed set (0–1)",
     "fluency": "n-gram entropy of generated text (bits)",
+    "health": "telemetry of how hard the step pushed the weights (recorded with every step)",
 }
 
 
@@ -126,8 +130,8 @@ def order_metrics(metrics: Iterable[Metric]) -> list[Metric]:
 
 def key_metrics(metrics: Iterable[Metric], n: int) -> list[Metric]:
     """KEY_METRICS first (those present), then the other side-effect metrics in metric order
-    (rewrite and retention have columns of their own)."""
+    (rewrite and retention have columns of their own; the telemetry has its flag)."""
     ms = set(metrics)
     first = [m for m in KEY_METRICS if m in ms]
-    rest = [m for m in order_metrics(ms) if m not in first and m[0] not in ("rewrite", "retention")]
+    rest = [m for m in order_metrics(ms) if m not in first and m[0] not in ("rewrite", "retention", health.NAME)]
     return (first + rest)[:n]

@@ -50,6 +50,7 @@ class TimelineItem:
     lost: list[int] | None = None        # earlier steps forgotten at this version (held before)
     superseded: list[int] | None = None  # earlier steps whose fact this step edits again
     target: str = ""          # reset/revert/branch: "v12 (step 7)", the version it goes back to
+    health: dict[str, float] | None = None   # telemetry outlier: feature -> robust z (ledger.health.flagged)
 
     @property
     def failed(self) -> bool:
@@ -58,8 +59,8 @@ class TimelineItem:
 
     @property
     def harmed(self) -> bool:
-        """Worth a look: a failed edit, forgetting, or an audit finding."""
-        return self.failed or bool(self.lost) or bool(self.findings)
+        """Worth a look: a failed edit, forgetting, a telemetry outlier, or an audit finding."""
+        return self.failed or bool(self.lost) or bool(self.health) or bool(self.findings)
 
     def flag_words(self) -> list[str]:
         """The flags as words, for filtering (flag:failed, flag:forgetting, flag:ppl, flag:head)."""
@@ -70,6 +71,8 @@ class TimelineItem:
             out.append("forgetting")
         if self.superseded:
             out.append("superseded")
+        if self.health:
+            out.append("health")
         out.extend(self.findings or ())
         if self.is_head:
             out.append("head")

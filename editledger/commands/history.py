@@ -2,6 +2,7 @@
 ledger operations (no model needed); branch replays new steps, so it loads the model."""
 from __future__ import annotations
 
+from ledger import health
 from ledger.errors import InputError
 
 from .common import add_model_args, bounded_int, find_run, open_ledger, parse_run_at, printable
@@ -77,6 +78,7 @@ def render_log(led, run_id: int) -> str:
     """The run's versions newest first; '*' marks the head's lineage, '|' other history."""
     run = led.run(run_id)
     on_head = {v.id for v in led.lineage(run.head_version_id)}
+    outliers = health.flagged(led, run_id)
     lines = []
     for v in reversed(led.versions(run_id)):
         mark = "*" if v.id in on_head else "|"
@@ -84,7 +86,9 @@ def render_log(led, run_id: int) -> str:
         reqs = led.edit_requests(v.id)
         what = "; ".join(f"{r.subject}: {(r.target_old or '?').strip()} → {r.target_new.strip()}" for r in reqs)
         parent = f" parent {v.parent_id}" if v.parent_id is not None else ""
-        lines.append(printable(f"{mark} v{v.id} step {v.step} [{v.kind}]{head}{parent}  {what or v.note or ''}".rstrip()))
+        flag = (f"  ⚠ telemetry outlier: {health.describe_z(outliers[v.id], health.OutlierRule.z_threshold)}"
+                if v.id in outliers else "")
+        lines.append(printable(f"{mark} v{v.id} step {v.step} [{v.kind}]{head}{parent}  {what or v.note or ''}{flag}".rstrip()))
     start = led.version(run.start_version_id)
     lines.append(f"o v{start.id} step {start.step} [{start.kind}] start of run {run_id}")
     return "\n".join(lines)

@@ -165,6 +165,7 @@ class AlphaEditEditor(Editor):
                                       factors={k_: t_.cpu() for k_, t_ in factors_to_storage(spec, u, v).items()}))
             per_layer.append({"layer": layer, "preserved_dims": kept, "null_dims": int(P.shape[0] - kept),
                               "resid_norm": float(R.norm()), "delta_fro_norm": deltas[-1].norm(),
+                              "key_norm": float(K.to(torch.float64).norm(dim=0).max()),   # health telemetry
                               "earlier_keys": int(st.keys[layer].shape[0]) if layer in st.keys else 0,
                               "time_s": round(time.perf_counter() - t, 3)})
         sdelta = None

@@ -47,12 +47,28 @@ def memit_closed_form(C: torch.Tensor | None, K: torch.Tensor, R: torch.Tensor, 
                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """(u, v) with Delta = u v^T = R K^T (lam C + K K^T)^-1, in float64, returned float32.
     ``K`` (in, n) keys, ``R`` (out, n) residuals, ``C`` (in, in) or None for the identity."""
+    u, v, _ = memit_solve(C, K, R, lam)
+    return u, v
+
+
+def memit_solve(C: torch.Tensor | None, K: torch.Tensor, R: torch.Tensor, lam: float
+                ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """``memit_closed_form`` plus how close to singular the solve was, from the same float64 numbers
+    (no second solve). With A = lam C + K K^T, the gain G = K^T A^-1 K (n x n) has eigenvalues
+    g = s / (1 + s), where s are those of K^T (lam C)^-1 K (Woodbury). ``denominator`` = the smallest
+    eigenvalue of K^T C^-1 K = lam * s_min: for one request it is ROME's (C^-1 k)^T k. ``gain_min`` /
+    ``gain_max``: how far the update goes to the targets (1: all the way). ``key_norm``: the largest key."""
     K64, R64 = K.to(torch.float64), R.to(torch.float64)
     d = K64.shape[0]
     C64 = torch.eye(d, dtype=torch.float64, device=K.device) if C is None else C.to(torch.float64)
     A = lam * C64 + K64 @ K64.T
     v = solve_psd(A, K64)  # A symmetric, so (K^T A^-1)^T = A^-1 K
-    return R64.to(torch.float32), v.to(torch.float32)
+    g = torch.linalg.eigvalsh(0.5 * (K64.T @ v + v.T @ K64))
+    g_min, g_max = float(g[0]), float(g[-1])
+    denom = lam * g_min / (1.0 - g_min) if 0.0 <= g_min < 1.0 and lam > 0 else None
+    info = {"key_norm": float(K64.norm(dim=0).max()), "gain_min": g_min, "gain_max": g_max,
+            "denominator": denom}
+    return R64.to(torch.float32), v.to(torch.float32), info
 
 
 @torch.no_grad()
@@ -135,12 +151,12 @@ class MEMITEditor(Editor):
                 digest, C = stats.get(model, tokenizer, spec, layer)
                 C = regularised(C.to(K.device), hp.mom2_lambda)
                 stats_used.append(digest)
-            u, v = memit_closed_form(C, K, R, hp.mom2_update_weight)
+            u, v, solve = memit_solve(C, K, R, hp.mom2_update_weight)
             W = weight_out_in(spec, model.get_submodule(spec.rewrite_module.format(layer)).weight)
             applied.append((layer, (u.to(torch.float64) @ v.to(torch.float64).T).to(W.dtype)))
             deltas.append(TensorDelta(tensor=spec.rewrite_weight(layer), kind="low_rank",
                                       factors={k_: t_.cpu() for k_, t_ in factors_to_storage(spec, u, v).items()}))
-            per_layer.append({"layer": layer, "resid_norm": float(R.norm()), "delta_fro_norm": deltas[-1].norm(),
+            per_layer.append({"layer": layer, "resid_norm": float(R.norm()), "delta_fro_norm": deltas[-1].norm(), **solve,
                               "time_s": round(time.perf_counter() - t, 3)})
         return EditResult(deltas=deltas, stats_used=stats_used, diagnostics={
             "method": "memit", "layers": layers, "second_moment": "C" if stats is not None else "identity",

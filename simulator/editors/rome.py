@@ -55,13 +55,25 @@ def rome_closed_form(W: torch.Tensor, b: torch.Tensor | None, C: torch.Tensor | 
     ``W`` is (out, in); ``C`` (in, in) or None for the identity; ``k`` (in,), ``v_star`` (out,): W' k + b = v*.
     ``k_left`` is the key of the left vector C^-1 k_left (default ``k``); published ROME passes the
     prefix mean there and the bare prompt's key as ``k`` (see ``simulator/editors/rrome.py``)."""
+    u, v, _ = rome_solve(W, b, C, k, v_star, k_left)
+    return u, v
+
+
+def rome_solve(W: torch.Tensor, b: torch.Tensor | None, C: torch.Tensor | None, k: torch.Tensor,
+               v_star: torch.Tensor, k_left: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """``rome_closed_form`` plus how close to singular the solve was (the same float64 numbers, no
+    second solve): ``denominator`` = (C^-1 k_left)^T k of eq. 2, ``solve_cos`` = cos(C^-1 k_left, k)
+    (1 for C = I and k_left = k; near 0 the update blows up), ``residual_norm`` = ||v* - W k - b||."""
     W64, k64 = W.to(torch.float64), k.to(torch.float64)
     kl64 = k64 if k_left is None else k_left.to(torch.float64)
-    left = kl64 if C is None else solve_psd(C.to(torch.float64), kl64[:, None])[:, 0]
-    left = left / left.norm()  # unit left factor; the scale lives in u
+    ck = kl64 if C is None else solve_psd(C.to(torch.float64), kl64[:, None])[:, 0]
+    left = ck / ck.norm()  # unit left factor; the scale lives in u
     cur = W64 @ k64 + (0 if b is None else b.to(torch.float64))
-    right = (v_star.to(torch.float64) - cur) / (left @ k64)
-    return right[:, None].to(torch.float32), left[:, None].to(torch.float32)
+    resid = v_star.to(torch.float64) - cur
+    right = resid / (left @ k64)
+    info = {"denominator": float(ck @ k64), "solve_cos": float((left @ k64) / k64.norm()),
+            "residual_norm": float(resid.norm())}
+    return right[:, None].to(torch.float32), left[:, None].to(torch.float32), info
 
 
 def update_keys_prefix_mean(vr) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,12 +133,12 @@ class ROMEEditor(Editor):
             k_left, k_value = self.update_keys(vr, hp)
             # W as it stands after the earlier requests of this call
             W_cur = W.to(torch.float64) + sum((d.to(torch.float64) for _, d in applied), torch.zeros_like(W, dtype=torch.float64))
-            u, v = rome_closed_form(W_cur, b, C, k_value, vr.v0 + vr.delta, k_left=k_left)
+            u, v, solve = rome_solve(W_cur, b, C, k_value, vr.v0 + vr.delta, k_left=k_left)
             applied.append((layer, (u.to(torch.float64) @ v.to(torch.float64).T).to(W.dtype)))
             deltas.append(TensorDelta(tensor=spec.rewrite_weight(layer), kind="low_rank",
                                       factors={k_: t_.cpu() for k_, t_ in factors_to_storage(spec, u, v).items()}))
             per_request.append({**vr.diagnostics, "subject": req.subject, "target": req.target_new,
-                                "key_norm": float(k_value.norm()), "update_s": round(time.perf_counter() - t, 4),
+                                "key_norm": float(k_value.norm()), **solve, "update_s": round(time.perf_counter() - t, 4),
                                 "delta_fro_norm": deltas[-1].norm(), **self.key_diagnostics(k_left, k_value)})
         return EditResult(deltas=deltas, stats_used=stats_used, diagnostics={
             "method": self.name, "layer": layer, "tensor": spec.rewrite_weight(layer),

@@ -135,6 +135,8 @@ class AuditScreen(FilterableScreen):
 
 
 def _num(v: Any) -> str:
+    if v is None:
+        return "not kept"
     if isinstance(v, float) and not math.isfinite(v):
         return "not measured" if math.isnan(v) else str(v)
     return F.num(v) if isinstance(v, float) else json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v
@@ -144,9 +146,11 @@ def _forgotten(rows: list[dict]) -> list[str]:
     out = []
     for r in rows:
         before, after = r.get("p_new_before"), r.get("p_new_after")
-        line = f"  forgot step {r.get('edit_step')} ({r.get('edit', '?')}): P(new) {_num(before)} → {_num(after)}"
-        if isinstance(before, float) and math.isnan(before):
-            line += "  (no 'before' probability was recorded: the claim rests on the edit's efficacy when it was made)"
+        when = f" (at step {r['p_new_before_step']})" if r.get("p_new_before_step") is not None else ""
+        line = f"  forgot step {r.get('edit_step')} ({r.get('edit', '?')}): P(new) {_num(before)}{when} → {_num(after)}"
+        if before is None or (isinstance(before, float) and math.isnan(before)):
+            why = r.get("p_new_before_missing") or "no 'before' probability was recorded"
+            line += f"  ({why}: the claim rests on the edit's efficacy when it was made)"
         out.append(line)
     return out
 
@@ -165,6 +169,8 @@ def evidence_text(f: FindingItem) -> Text:
             elif k == "counterfactual" and isinstance(v, dict):
                 lines.append(f"  without this step: {v.get('metric')} {_num(v.get('head'))} → "
                              f"{_num(v.get('head_without_step'))} (the head, re-measured with the model)")
+            elif isinstance(v, dict) and v and all(isinstance(x, (int, float)) for x in v.values()):
+                lines.append(f"  {k}: " + "  ".join(f"{a}={_num(float(b))}" for a, b in v.items()))
             elif isinstance(v, list) and v and isinstance(v[0], dict):
                 lines.append(f"  {k}:")
                 lines += ["    " + "  ".join(f"{a}={_num(b)}" for a, b in row.items()) for row in v[:20]]

@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.worker import get_current_worker
 
 from ledger.errors import UserError
+from ledger.health import OUTCOMES
 from tui import format as F
 from tui.filters import Field
 from tui.metrics import Metric, higher_is_better, meaning, metric_name, short_metric
@@ -31,8 +32,10 @@ class TimelineScreen(FilterableScreen):
             "(●─╮ … ◆) from the version it goes back to, which the edit column names too: ↖ v7). "
             "Edits no longer on the head's "
             "history are dimmed. Harm at a glance, from the probes alone: ✗ an edit that failed, "
-            "'forgot' the earlier edits this step made the model lose, ⚑ an audit finding; n / N jump "
-            "to the next / previous such row. / filters (e.g. flag:forgetting, eff<1, kind:revert). "
+            "'forgot' the earlier edits this step made the model lose, ⚠ a step whose update size (‖Δ‖), "
+            "condition-number jump (κ) or perplexity jump (ppl) is an outlier against the run's other "
+            "steps (robust z above 3.5: a possible disabling edit), ⚑ an audit finding; n / N jump "
+            "to the next / previous such row. / filters (e.g. flag:forgetting, flag:health, eff<1, kind:revert). "
             "A runs the audit, p re-probes a version (both run the CLI and show its progress).")
     EXPORT_NAME = "timeline"
 
@@ -98,7 +101,8 @@ class TimelineScreen(FilterableScreen):
                                     "red worse; · not measured at this step"))
         cols.append(Column("flags", "flags", flex=2, width=12,
                            help="✗ failed edit · forgot N: earlier edits lost at this step · supersedes N: "
-                                "re-edits that fact on purpose · ⚑ audit finding (suite.metric) · HEAD"))
+                                "re-edits that fact on purpose · ⚠ telemetry outlier (‖Δ‖, κ or ppl jump, its "
+                                "robust z) · ⚑ audit finding (suite.metric) · HEAD"))
         return cols
 
     def format_row(self, it: TimelineItem) -> list[Any]:
@@ -182,11 +186,14 @@ class TimelineScreen(FilterableScreen):
         failed = [it.step for it in self.items if it.failed]
         forgot = [it.step for it in self.items if it.lost]
         flagged = [it.step for it in self.items if it.findings]
+        outliers = [it.step for it in self.items if it.health]
         parts = []
         if failed:
             parts.append(f"{len(failed)} failed (step {F.ranges(failed)})")
         if forgot:
             parts.append(f"forgetting from step {forgot[0]}")
+        if outliers:
+            parts.append(f"telemetry outlier at step {F.ranges(outliers)}")
         if flagged:
             parts.append(f"{len(flagged)} flagged by the audit")
         return " · ".join(parts) or "no failed edit, no forgetting"
@@ -357,6 +364,9 @@ class TimelineScreen(FilterableScreen):
         self.app.pop_screen()
 
 
+HEALTH_SHORT = {"delta_rel": "‖Δ‖", "cond_step": "κ", "ppl_step": "ppl"}   # outlier features, in a few cells
+
+
 def flags_text(it: TimelineItem) -> Text:
     t = Text()
 
@@ -370,6 +380,9 @@ def flags_text(it: TimelineItem) -> Text:
         add(f"forgot {F.ranges(it.lost)}", "red")
     if it.superseded:
         add(f"supersedes {F.ranges(it.superseded)}", "dim")
+    if it.health:
+        feature, z = max(((k, v) for k, v in it.health.items() if k in OUTCOMES), key=lambda kv: kv[1])
+        add(f"⚠{HEALTH_SHORT.get(feature, feature)} z{z:.0f}", "bold yellow")
     for label in it.findings or ():
         add("⚑" + label, "bold red")
     if it.is_head:

@@ -64,3 +64,14 @@ BUILTIN_FLUENCY_PROMPTS = [
     "My favourite season of the year is",
     "Scientists recently discovered that",
 ]
+
+# The health telemetry's perplexity proxy (simulator/telemetry.py), measured with every step: plain
+# sentences of several kinds (narrative, facts, instructions, dialogue), none about the facts edit
+# streams change. Yang et al. compute perplexity on a small diverse corpus (ME-PPL); this is the same
+# idea at the size a per-step check can afford.
+HEALTH_PROXY_TEXT = (
+    "The train left the station a few minutes late, and most of the passengers were reading or asleep. "
+    "Water boils at one hundred degrees Celsius at sea level. To make tea, warm the pot, add the leaves "
+    "and pour in water that has just boiled. \"Where did you put the keys?\" she asked. \"On the table "
+    "by the door,\" he said. The small village has a church, two shops and a school with forty children."
+)

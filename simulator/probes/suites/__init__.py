@@ -8,11 +8,16 @@ or cases.py (a group of steps), and one line in ``SUITES``.
                                                    its items are also scored after the group's first
                                                    step, the intermediate model theta_m
     scope "items"  no builder: items another suite reads (``reads_into`` names it)
+    scope "weights" no builder: recorded by the replay from the step's deltas (the health telemetry,
+                   simulator/telemetry.py; its names in ledger/health.py), for methods that change
+                   weights; ``metrics`` names what it records
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
+
+from ledger import health
 
 from . import cases, single
 from .context import Ctx, group_of
@@ -28,6 +33,7 @@ class Suite:
     build: Callable | None = None
     nkl: bool = False                   # its targets also need the next-token distribution (NKL)
     reads_into: str | None = None       # for scope "items": the group suite that reads them
+    metrics: tuple[str, ...] = ()       # the metrics it records, where they are fixed (--stop-when checks them)
 
 
 SUITES: dict[str, Suite] = {s.name: s for s in [
@@ -44,6 +50,7 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
     Suite("conflict", "group", cases.conflict),
     Suite("tied_fact", "items", reads_into="conflict"),
     Suite("round", "group", cases.round_trip),
+    Suite(health.NAME, "weights", metrics=tuple(health.METRICS)),
 ]}
 GENERIC = Suite("generic", "step", single.generic)     # a step suite nobody registered: top-1 accuracy
 
