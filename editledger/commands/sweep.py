@@ -23,6 +23,9 @@ def register(sub) -> None:
                    help="run each cell as a Ray task with the resources it needs (GPUs for GPT-J): `local` starts "
                         "Ray on this machine, `auto` or ray://HOST:10001 joins a cluster. Needs the [ray] extra; "
                         "on a cluster use a PostgreSQL ledger (--db) and a shared artifact store (--artifacts)")
+    p.add_argument("--threads", type=bounded_int(1, 1024, "--threads"), default=None, metavar="T",
+                   help="torch threads per cell (default: this machine's cores divided by --workers; with --ray, "
+                        "the cell's cpus). CPU results are bit-identical across backends at equal thread counts")
     p.add_argument("--plan", action="store_true",
                    help="list the cells and what a run would do with each (new, resume, done, busy); run nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bars, only a line per cell")
@@ -45,7 +48,7 @@ def run(args) -> int:
         _warn_sqlite_on_ray(args)
     try:
         result = run_sweep(grid, db=args.db, workers=args.workers, ray=args.ray, device=args.device,
-                           progress=not args.no_progress and sys.stderr.isatty())
+                           threads=args.threads, progress=not args.no_progress and sys.stderr.isatty())
     except KeyboardInterrupt:
         print(f"editledger: sweep {printable(grid.name)} interrupted; everything committed is kept. Run "
               f"`editledger sweep {printable(args.grid)}` again: it skips the cells that are done and resumes "

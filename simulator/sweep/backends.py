@@ -21,6 +21,11 @@ from ledger.errors import InputError
 from simulator.sweep.cell import CellOutcome, CellRunner, run_task_once, worker_init, worker_run
 
 
+def default_threads(workers: int) -> int:
+    """torch threads per cell on this machine: an equal share of its cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
 def make_backend(ledger, *, workers: int = 1, ray: str | None = None, device: str | None = None, on_step=None):
     if ray:
         return RayBackend(ray, ledger)
@@ -52,13 +57,16 @@ class LocalPool:
 
     def __init__(self, workers: int, ledger, *, device=None):
         self.capacity = workers
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        # forkserver: workers start from a clean process (no fork of a process that may hold torch's
-        # threads), spawn where the platform has no forkserver
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        ctx = multiprocessing.get_context(method)
+        # forkserver: workers fork from a clean server process that has imported the cell runner once
+        # (torch, transformers: seconds each), never from this one, which may hold torch's threads;
+        # spawn where the platform has no forkserver
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["simulator.sweep.cell"])
+        else:
+            ctx = multiprocessing.get_context("spawn")
         self.ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker_init,
-                                         initargs=(ledger.url, str(ledger.store.root), device, threads))
+                                         initargs=(ledger.url, str(ledger.store.root), device))
         self.futures: dict[cf.Future, object] = {}
 
     def submit(self, cell, task) -> None:
@@ -116,6 +124,7 @@ class RayBackend:
 
     def submit(self, cell, task) -> None:
         task.device = task.device or ("cuda" if cell.model.gpus > 0 else "cpu")
+        task.threads = task.threads or max(1, int(cell.model.cpus))
         ref = self.remote.options(num_cpus=cell.model.cpus, num_gpus=cell.model.gpus,
                                   name=f"editledger-cell-{cell.label}"[:120]).remote(task.to_json())
         self.refs[ref] = cell

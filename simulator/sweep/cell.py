@@ -36,6 +36,7 @@ class CellTask:
     sweep: str
     cell: dict                        # Cell.describe() plus "options", "stream_steps", "stream_name"
     device: str | None = None
+    threads: int | None = None        # torch threads of the cell (None: as the process has them)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -65,12 +66,14 @@ class CellOutcome:
         return cls(**json.loads(text))
 
 
-def task_for(cell, *, db: str, artifacts: str | None, sweep_id: int, sweep: str, device: str | None) -> CellTask:
+def task_for(cell, *, db: str, artifacts: str | None, sweep_id: int, sweep: str, device: str | None,
+             threads: int | None = None) -> CellTask:
     desc = cell.describe()
     desc.update(options=cell.options, stream_steps=cell.stream.steps, stream_name=cell.stream.name,
                 stream_digest=cell.stream.digest, stream_recipe=cell.stream.recipe,
                 method_hparams=cell.method.hparams)
-    return CellTask(db=db, artifacts=artifacts, sweep_id=sweep_id, sweep=sweep, cell=desc, device=device)
+    return CellTask(db=db, artifacts=artifacts, sweep_id=sweep_id, sweep=sweep, cell=desc, device=device,
+                    threads=threads)
 
 
 class CellRunner:
@@ -94,6 +97,9 @@ class CellRunner:
         out = CellOutcome(key=c["key"], label=c["label"], outcome="failed")
         t0 = time.perf_counter()
         led = self.ledger
+        if task.threads:
+            # CPU kernels sum in an order that depends on the thread count: equal counts, equal numbers
+            torch.set_num_threads(task.threads)
         try:
             run_id = led.cell_run(task.sweep_id, c["key"])
             if run_id is not None:
@@ -131,7 +137,8 @@ class CellRunner:
                 out.run_id = replayer.start(
                     steps, stream_name=c["stream_name"], stream_digest=c["stream_digest"], stream_kind=kind,
                     name=f"{task.sweep}/{c['label']}"[:200], sweep_cell=(task.sweep_id, c["key"]),
-                    extra_config={"sweep": {"name": task.sweep, **{k: c[k] for k in (
+                    extra_config={"sweep": {"name": task.sweep, "torch_threads": torch.get_num_threads(),
+                                            **{k: c[k] for k in (
                         "key", "label", "model", "method", "method_label", "stream", "stream_kind", "protocol",
                         "seed", "config", "stream_recipe")}}})
                 out.outcome, out.timing = "done", _rounded(replayer.timing)
@@ -163,10 +170,8 @@ def _rounded(timing: dict) -> dict:
 _WORKER: dict = {}
 
 
-def worker_init(db: str, artifacts: str | None, device: str | None, threads: int | None) -> None:
+def worker_init(db: str, artifacts: str | None, device: str | None) -> None:
     """A worker process of the local pool: one ledger connection and one model cache for its life."""
-    if threads:                       # set before any model loads
-        torch.set_num_threads(threads)
     led = Ledger.open(db, create=False, artifacts=artifacts)
     _WORKER["runner"] = CellRunner(led, device=device)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ledger import Ledger
 from simulator.editors import get_editor, load_hparams
 from simulator.models.specs import SPECS
-from simulator.sweep.backends import make_backend
+from simulator.sweep.backends import default_threads, make_backend
 from simulator.sweep.cell import FINISHED, CellOutcome, task_for
 from simulator.sweep.grid import Grid
 from simulator.sweep.progress import SweepDisplay
@@ -34,6 +34,7 @@ class PlannedCell:
     state: str                        # new / resume / done / busy
     run_id: int | None = None
     steps_done: int = 0
+    status: str | None = None         # its run's status, when it has a run
     waits_for: set[str] = field(default_factory=set)   # cell keys whose statistics it reuses
 
 
@@ -61,11 +62,11 @@ def plan(ledger: Ledger, grid: Grid, sweep_id: int | None) -> list[PlannedCell]:
         if r is None:
             out.append(PlannedCell(cell, "new"))
         elif r.status in FINISHED:
-            out.append(PlannedCell(cell, "done", r.run_id, r.steps))
+            out.append(PlannedCell(cell, "done", r.run_id, r.steps, r.status))
         elif r.writer_alive:
-            out.append(PlannedCell(cell, "busy", r.run_id, r.steps))
+            out.append(PlannedCell(cell, "busy", r.run_id, r.steps, r.status))
         else:
-            out.append(PlannedCell(cell, "resume", r.run_id, r.steps))
+            out.append(PlannedCell(cell, "resume", r.run_id, r.steps, r.status))
     _statistics_order(out)
     return out
 
@@ -96,9 +97,13 @@ def _statistics_order(planned: list[PlannedCell]) -> None:
 
 
 def run_sweep(grid: Grid, *, db: str | None = None, artifacts: str | None = None, workers: int = 1,
-              ray: str | None = None, device: str | None = None, progress: bool = True,
-              out=None) -> SweepResult:
-    """Run every cell of ``grid`` that is not done; see the module docstring."""
+              ray: str | None = None, device: str | None = None, threads: int | None = None,
+              progress: bool = True, out=None) -> SweepResult:
+    """Run every cell of ``grid`` that is not done; see the module docstring. ``threads``: torch
+    threads per cell (default: an equal share of this machine's cores; on Ray, the cell's cpus).
+    Cells give bit-identical numbers in any backend when they compute with the same thread count."""
+    if threads is None and not ray:
+        threads = default_threads(workers)
     out = out or sys.stderr
     t0 = time.perf_counter()
     with Ledger.open(db, artifacts=artifacts) as led:
@@ -110,7 +115,7 @@ def run_sweep(grid: Grid, *, db: str | None = None, artifacts: str | None = None
         for p in planned:
             if p.state in ("done", "busy"):
                 o = CellOutcome(p.cell.key, p.cell.label, "skipped" if p.state == "done" else "busy",
-                                run_id=p.run_id, steps=p.steps_done)
+                                run_id=p.run_id, status=p.status, steps=p.steps_done)
                 if p.state == "busy":
                     o.error = f"run {p.run_id} is being written by another live process; run the sweep again later"
                 outcomes[p.cell.key] = o
@@ -121,7 +126,7 @@ def run_sweep(grid: Grid, *, db: str | None = None, artifacts: str | None = None
         try:
             _drive(led, sweep.id, todo, backend, display, outcomes,
                    lambda cell: task_for(cell, db=led.url, artifacts=store, sweep_id=sweep.id, sweep=grid.name,
-                                         device=device))
+                                         device=device, threads=threads))
         finally:
             backend.close()
             display.close()

@@ -29,8 +29,9 @@ from simulator.editors import editor_class, load_hparams
 from simulator.editors.hparams import _read_file as read_hparams_file
 from simulator.models.specs import SPECS
 from simulator.probes import general_sets
-from simulator.replay import PROTOCOLS, ReplayOptions
+from simulator.replay import PROTOCOLS, ReplayOptions, known_suites
 from simulator.requests import STREAM_KINDS
+from simulator.stopping import StopCondition
 from simulator.streams import load_stream, make_stream, read_benchmark
 
 if sys.version_info >= (3, 11):
@@ -161,11 +162,15 @@ def build_grid(data: dict, *, base_dir: Path, where: str = "grid") -> Grid:
             c.fail("streams", s.label, f"the same stream as {same[s.digest]!r} (same steps); drop one")
         same[s.digest] = s.label
     seen = {}
-    for m in methods:
+    for i, m in enumerate(methods, 1):
         sig = canonical_json([m.name, m.hparams])
         if sig in seen:
-            c.fail("methods", m.label, f"the same method and hyper-parameters as {seen[sig]!r}; drop one")
+            c.fail(f"methods[{i}]", None, f"{m.label!r} is the same method with the same hyper-parameters as "
+                                          f"{seen[sig]!r}; drop one")
         seen[sig] = m.label
+    if "independent" in protocols and replay["stop_when"]:
+        c.fail("replay.stop_when", replay["stop_when"], "works with the sequential protocol only: in the independent "
+               "protocol every case starts from the base model, so no step degrades the next")
     # every method's hyper-parameters against every model's spec (layers inside the model, ...)
     for model in models:
         for m in methods:
@@ -362,12 +367,24 @@ def _replay(c: "_Checker", v, base_dir: Path) -> dict:
     pe = v.get("probe_every", {})
     if not isinstance(pe, dict):
         c.fail("replay.probe_every", pe, "give a table of suite = every-k-steps")
+    suites = known_suites()
+    for k in pe:
+        if k not in suites:
+            c.fail("replay.probe_every", k, f"no such probe suite; suites: {', '.join(sorted(suites))}")
     out["probe_every"] = {str(k): c.integer(x, f"replay.probe_every.{k}", lo=0, hi=10**9) for k, x in pe.items()}
     sw = v.get("stop_when", [])
     if isinstance(sw, str):
         sw = [sw]
     if not isinstance(sw, list) or not all(isinstance(x, str) for x in sw):
         c.fail("replay.stop_when", sw, "give a list of conditions such as \"ppl>1.5x\"")
+    for text in sw:
+        try:
+            cond = StopCondition.parse(text)
+        except InputError as e:
+            c.fail("replay.stop_when", text, str(e))
+        if cond.suite not in suites:
+            c.fail("replay.stop_when", text, f"no probe suite {cond.suite!r} measures {cond.metric!r}; "
+                                             f"suites: {', '.join(sorted(suites))}")
     out["stop_when"] = list(sw)
     return out
 
