@@ -366,6 +366,7 @@ def plot(reports: list[RunReport], path: str, title: str | None = None) -> list[
     import matplotlib  # ~2 s to import: only --plot needs it
     matplotlib.use("Agg")   # files only, never a window
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     names = [n for n in CURVES if any(n in r.curves for r in reports)]
     if not names:
@@ -381,12 +382,13 @@ def plot(reports: list[RunReport], path: str, title: str | None = None) -> list[
                 ax.plot(xs, ys, marker="o", ms=3, label=_label(r))
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("number of edits")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))     # edits are whole numbers
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=11)
+    if title:       # wrapped to the figure's width (about 11 characters an inch at this size)
+        fig.suptitle(textwrap.fill(title, width=max(30, int(11 * 4.2 * cols))), fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -149,3 +149,61 @@ def test_cli_refuses_conflicting_options(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--workers is for this machine" in err and "--device is for this machine" in err
     assert "not both" in err and "Traceback" not in err
+
+
+def test_ray_is_imported_only_when_asked_for_and_its_absence_is_said(tmp_path, monkeypatch, capsys):
+    import ast
+    from pathlib import Path
+
+    import simulator.sweep
+    # no module of the sweep, nor the command, imports ray at its top: only RayBackend / require_ray do
+    files = list(Path(simulator.sweep.__file__).parent.glob("*.py")) + \
+        [Path(simulator.sweep.__file__).parents[2] / "editledger" / "commands" / "sweep.py"]
+    for f in files:
+        for node in ast.parse(f.read_text()).body:          # top-level statements only
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                assert not any(n == "ray" or n.startswith("ray.") for n in names), f"{f.name} imports ray at the top"
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)          # as if the extra were not installed
+    db = tmp_path / "l.db"
+    assert main(["--db", str(db), "sweep", str(_grid(tmp_path, GOOD)), "--ray", "local"]) == 2
+    err = capsys.readouterr().err
+    assert 'pip install -e ".[ray]"' in err and "Traceback" not in err and not db.exists()
+
+
+def test_each_ray_task_asks_for_its_models_resources(tmp_path, monkeypatch):
+    """GPT-J's cells ask Ray for a GPU and run on cuda; others ask for a CPU. (A stand-in records what
+    the backend asks Ray for; the real Ray runs the tiny grid in tests/test_sweep_run.py.)"""
+    import sys
+    import types
+
+    from simulator.sweep.backends import RayBackend
+    from simulator.sweep.cell import task_for
+
+    asked = []
+
+    class Remote:
+        def options(self, **kw):
+            asked.append(kw)
+            return self
+
+        def remote(self, text):
+            asked[-1]["task"] = json.loads(text)
+            return object()
+    fake = types.SimpleNamespace(init=lambda **kw: asked.append({"init": kw}), shutdown=lambda: None,
+                                 remote=lambda **kw: (lambda f: Remote()), cancel=lambda ref, force=False: None)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    text = GOOD.replace('models = ["tiny-gptj"]', 'models = ["tiny-gptj", {name = "gpt-j-6b"}, '
+                                                  '{name = "gpt2", gpus = 0.5, cpus = 4}]')
+    text = text.replace('[[methods]]\nname = "ft"\n', "").replace(
+        '[[streams]]\nkind = "round"\nn = 1\nfrom = "builtin"\n', "")
+    g = load_grid(_grid(tmp_path, text))
+    with Ledger.open(str(tmp_path / "l.db")) as led:
+        backend = RayBackend("ray://head:10001", led)
+        for c in g.cells:
+            backend.submit(c, task_for(c, db=led.url, artifacts=None, sweep_id=1, sweep="g", device=None))
+        backend.close()
+    assert asked[0] == {"init": {"address": "ray://head:10001", "log_to_driver": False, "ignore_reinit_error": True}}
+    got = [(a["task"]["cell"]["model"], a["num_gpus"], a["num_cpus"], a["task"]["device"], a["task"]["threads"])
+           for a in asked[1:]]
+    assert got == [("tiny-gptj", 0.0, 1.0, "cpu", 1), ("gpt-j-6b", 1.0, 1.0, "cuda", 1), ("gpt2", 0.5, 4.0, "cuda", 4)]

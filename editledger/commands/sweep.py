@@ -42,6 +42,9 @@ def run(args) -> int:
                          "when its model asks for one (`gpus` in the grid's model table)")
     from simulator.sweep import load_grid, plan, run_sweep
     grid = load_grid(args.grid)                  # checked whole before anything runs or is written
+    if args.ray and not args.plan:
+        from simulator.sweep.backends import require_ray
+        require_ray()                            # a missing extra is said before the ledger is touched
     if args.plan:
         return _plan(args, grid, plan)
     if args.ray:

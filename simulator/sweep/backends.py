@@ -21,6 +21,16 @@ from ledger.errors import InputError
 from simulator.sweep.cell import CellOutcome, CellRunner, run_task_once, worker_init, worker_run
 
 
+def require_ray():
+    """The ray module, or an InputError saying how to install it (checked before the ledger is touched)."""
+    try:
+        import ray  # optional extra: only --ray needs it
+    except ImportError:
+        raise InputError("--ray needs Ray, which is an optional extra: pip install -e \".[ray]\" "
+                         "(or pip install ray); without --ray the sweep runs on this machine") from None
+    return ray
+
+
 def default_threads(workers: int) -> int:
     """torch threads per cell on this machine: an equal share of its cores."""
     return max(1, (os.cpu_count() or 1) // max(1, workers))
@@ -99,12 +109,7 @@ class RayBackend:
     capacity = 1 << 30                 # Ray queues tasks by their resources
 
     def __init__(self, address: str, ledger):
-        try:
-            import ray  # optional extra: only --ray needs it
-        except ImportError:
-            raise InputError("--ray needs Ray, which is an optional extra: pip install -e \".[ray]\" "
-                             "(or pip install \"ray[default]\"); without --ray the sweep runs on this machine") from None
-        self.ray = ray
+        self.ray = ray = require_ray()
         if address == "local":
             # a cluster of this machine: its workers run this checkout's code
             root = str(Path(__file__).resolve().parents[2])

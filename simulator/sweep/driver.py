@@ -48,10 +48,6 @@ class SweepResult:
     def count(self, outcome: str) -> int:
         return sum(o.outcome == outcome for o in self.outcomes)
 
-    @property
-    def ok(self) -> bool:
-        return all(o.outcome in ("done", "resumed", "skipped") for o in self.outcomes)
-
 
 def plan(ledger: Ledger, grid: Grid, sweep_id: int | None) -> list[PlannedCell]:
     """Each cell with what it needs, read from the ledger: new, resume, done (skipped) or busy."""

@@ -137,7 +137,9 @@ def load_grid(path: str | Path) -> Grid:
         raise InputError(f"{p} is not a text file (not UTF-8); a grid is a TOML file (docs/sweeps.md)") from None
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{p} is not valid TOML: {e}") from None
-    return build_grid(data, base_dir=p.resolve().parent, where=str(p))
+    grid = build_grid(data, base_dir=p.resolve().parent, where=str(p))   # messages name the file as given
+    grid.path = str(p.resolve())
+    return grid
 
 
 def build_grid(data: dict, *, base_dir: Path, where: str = "grid") -> Grid:
@@ -181,7 +183,7 @@ def build_grid(data: dict, *, base_dir: Path, where: str = "grid") -> Grid:
     n_cells = len(models) * len(methods) * len(streams) * len(protocols) * len(seeds)
     if n_cells > MAX_CELLS:
         c.fail("the grid", None, f"{n_cells:,} cells; a sweep holds at most {MAX_CELLS:,}: split it")
-    grid = Grid(name=name, path=str(base_dir))
+    grid = Grid(name=name, path=where)
     for model in models:
         for stream in streams:
             for m in methods:

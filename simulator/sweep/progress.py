@@ -33,6 +33,7 @@ class SweepDisplay:
         self.free: list[tqdm] = []
         self.labels = {p.cell.key: p.cell.label for p in planned}
         self.counts: dict[str, int] = {}
+        self.seen: set[str] = set()
         self._last_poll = 0.0
 
     def started(self, p) -> None:
@@ -58,7 +59,8 @@ class SweepDisplay:
         runs = ledger.sweep_cells(sweep_id)
         for key, bar in self.slots.items():
             r = runs.get(key)
-            if r is not None and r.steps != bar.n:
+            if r is not None and (r.steps != bar.n or key not in self.seen):
+                self.seen.add(key)            # its run exists: the model, statistics and reference are ready
                 bar.n = r.steps
                 bar.set_postfix_str(f"run {r.run_id}")
                 bar.refresh()

@@ -187,4 +187,4 @@ def to_csv(sr: SweepReport) -> str:
 
 
 def plot(sr: SweepReport, path: str) -> list[str]:
-    return rpt.plot(sr.curves, path, title=f"sweep {sr.name}: general abilities against the number of edits")
+    return rpt.plot(sr.curves, path, title=f"sweep {sr.name}")
