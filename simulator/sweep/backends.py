@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from ledger.errors import InputError
-from simulator.sweep.cell import CellOutcome, CellRunner, run_task_once, worker_init, worker_run
+from simulator.sweep.cell import CellOutcome, CellRunner, quiet_libraries, run_task_once, worker_init, worker_run
 
 
 def require_ray():
@@ -36,11 +36,13 @@ def default_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
-def make_backend(ledger, *, workers: int = 1, ray: str | None = None, device: str | None = None, on_step=None):
+def make_backend(ledger, *, workers: int = 1, ray: str | None = None, device: str | None = None, on_step=None,
+                 quiet: bool = False):
+    """``quiet``: the display is on; the libraries' own bars and notes stay out of it."""
     if ray:
         return RayBackend(ray, ledger)
     if workers <= 1:
-        return InProcess(ledger, device=device, on_step=on_step)
+        return InProcess(ledger, device=device, on_step=on_step, quiet=quiet)
     return LocalPool(workers, ledger, device=device)
 
 
@@ -48,7 +50,9 @@ class InProcess:
     """Cells one after another in this process (the model stays loaded between cells of one model)."""
     capacity = 1
 
-    def __init__(self, ledger, *, device=None, on_step=None):
+    def __init__(self, ledger, *, device=None, on_step=None, quiet: bool = False):
+        if quiet:
+            quiet_libraries()
         self.runner = CellRunner(ledger, device=device, on_step=on_step)
         self.queue: list = []
 

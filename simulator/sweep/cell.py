@@ -170,16 +170,20 @@ def _rounded(timing: dict) -> dict:
 _WORKER: dict = {}
 
 
-def worker_init(db: str, artifacts: str | None, device: str | None) -> None:
-    """A worker process of the local pool: one ledger connection and one model cache for its life.
-    The sweep's display owns the terminal: the libraries' own progress bars and deprecation notes
-    (once per worker) stay out of it."""
+def quiet_libraries() -> None:
+    """The sweep's display owns the terminal: transformers' own progress bars (a model's loading)
+    and deprecation notes stay out of it. Errors still show."""
     import warnings
 
     import transformers  # already imported by the session module; only its logging is set here
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def worker_init(db: str, artifacts: str | None, device: str | None) -> None:
+    """A worker process of the local pool: one ledger connection and one model cache for its life."""
+    quiet_libraries()
     led = Ledger.open(db, create=False, artifacts=artifacts)
     _WORKER["runner"] = CellRunner(led, device=device)
 

@@ -117,7 +117,7 @@ def run_sweep(grid: Grid, *, db: str | None = None, artifacts: str | None = None
                 outcomes[p.cell.key] = o
                 display.finished(o)
         todo = [p for p in planned if p.state in ("new", "resume")]
-        backend = make_backend(led, workers=workers, ray=ray, device=device,
+        backend = make_backend(led, workers=workers, ray=ray, device=device, quiet=progress,
                                on_step=lambda key, step: display.poll(led, sweep.id))
         try:
             _drive(led, sweep.id, todo, backend, display, outcomes,
