@@ -34,7 +34,7 @@ class CellTask:
     artifacts: str | None             # the artifact store (None: the ledger's default)
     sweep_id: int
     sweep: str
-    cell: dict                        # Cell.describe() plus "options", "stream_steps", "stream_name"
+    cell: dict                        # Cell.describe() plus "options" and the stream's steps, name, digest, recipe
     device: str | None = None
     threads: int | None = None        # torch threads of the cell (None: as the process has them)
 
@@ -70,8 +70,7 @@ def task_for(cell, *, db: str, artifacts: str | None, sweep_id: int, sweep: str,
              threads: int | None = None) -> CellTask:
     desc = cell.describe()
     desc.update(options=cell.options, stream_steps=cell.stream.steps, stream_name=cell.stream.name,
-                stream_digest=cell.stream.digest, stream_recipe=cell.stream.recipe,
-                method_hparams=cell.method.hparams)
+                stream_digest=cell.stream.digest, stream_recipe=cell.stream.recipe)
     return CellTask(db=db, artifacts=artifacts, sweep_id=sweep_id, sweep=sweep, cell=desc, device=device,
                     threads=threads)
 
@@ -133,9 +132,9 @@ class CellRunner:
                 session = self.session(c["model"])
                 replayer = Replayer(session, opts, on_step=self._step_hook(c))
                 steps = [Step.from_dict(d) for d in c["stream_steps"]]
-                kind = steps[0].kind if len({s.kind for s in steps}) == 1 else c["stream_kind"]
                 out.run_id = replayer.start(
-                    steps, stream_name=c["stream_name"], stream_digest=c["stream_digest"], stream_kind=kind,
+                    steps, stream_name=c["stream_name"], stream_digest=c["stream_digest"],
+                    stream_kind=c["stream_kind"],
                     name=f"{task.sweep}/{c['label']}"[:200], sweep_cell=(task.sweep_id, c["key"]),
                     extra_config={"sweep": {"name": task.sweep, "torch_threads": torch.get_num_threads(),
                                             **{k: c[k] for k in (
