@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "branch": ("history", "continue from an earlier version with other steps, as a new run"),
     "log": ("history", "show a run's version history like `git log --graph`"),
     "stream": ("stream", "build and check edit stream files"),
+    "sweep": ("sweep", "run a grid of models, methods, streams and seeds into one ledger"),
     "report": ("report", "the survey's tables and general-ability curves for runs"),
     "probe": ("probe", "measure a version recorded without measurements (a reset or revert)"),
     "audit": ("audit", "name the edits that caused a degradation, with evidence"),
@@ -47,6 +48,10 @@ def _global_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=None, metavar="URL",
                    help="ledger database: a SQLAlchemy URL or a path to a SQLite file "
                         "(default: $EDITLEDGER_DB, else ./editledger.db or $EDITLEDGER_HOME/editledger.db)")
+    p.add_argument("--artifacts", default=None, metavar="PATH|URL",
+                   help="the artifact store: a directory or an fsspec URL (s3://bucket/ledger, "
+                        "file:///shared/artifacts) every node of a team shares (default: $EDITLEDGER_ARTIFACTS, "
+                        "else artifacts/ beside the database)")
 
 
 def command_of(argv: list[str]) -> str | None:
@@ -86,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.artifacts:
+        # the same as $EDITLEDGER_ARTIFACTS: every ledger this process opens, and the processes it
+        # starts (the TUI's audit, a sweep's workers), use that store
+        os.environ["EDITLEDGER_ARTIFACTS"] = args.artifacts
     # deferred: the ledger package loads SQLAlchemy and Alembic (~1 s), which --help must not wait for
     from ledger.errors import UserError
     try:

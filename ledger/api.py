@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,13 +29,13 @@ from ledger import lease, migrate
 from ledger.artifacts import META_PREFIX, ArtifactCorrupt, ArtifactMissing, ArtifactStore
 from ledger.chain import ChainDelta, ChainStep, CheckoutChain, chain_queries
 from ledger.engine import BEGIN_IMMEDIATE, check_sqlite_file, is_sqlite, make_engine, resolve, sqlite_path
-from ledger.errors import InputError, IntegrityError, RunBusy, UserError
+from ledger.errors import CellTaken, InputError, IntegrityError, RunBusy, UserError
 from ledger.failures import translated
 from ledger.fsck import FsckReport, RepairResult
 from ledger.records import DeltaInput, ProbeRecord
 from ledger.schema import (
     DELTA_KINDS, PROBE_AGAINST, RUN_STATUSES, VERSION_KINDS, ArtifactRow, AuditFindingRow,
-    BaseModelRow, DeltaRow, EditRequestRow, ProbeResultRow, RunRow, StatsCacheRow, VersionRow, utcnow,
+    BaseModelRow, DeltaRow, EditRequestRow, ProbeResultRow, RunRow, StatsCacheRow, SweepRow, VersionRow, utcnow,
 )
 from ledger.values import against_rank
 
@@ -58,6 +59,16 @@ class RunSummary(NamedTuple):
     head_version_id: int
     created_at: datetime
     updated_at: datetime
+
+
+class CellRun(NamedTuple):
+    """A sweep cell's run as the sweep's scheduler and progress display read it (no JSON columns)."""
+    cell: str                      # the cell's key: sha256 of its canonical configuration
+    run_id: int
+    name: str | None
+    status: str
+    steps: int                     # highest step recorded
+    writer_alive: bool             # a live process holds the run's lease
 
 
 class TimelineRow(NamedTuple):
@@ -101,35 +112,53 @@ def _jsonable(x: Any, what: str) -> Any:
     return x
 
 
+def open_store(artifacts: str | None, home: Path):
+    """The artifact store: ``artifacts`` (a directory, or an fsspec URL such as s3://bucket/ledger or
+    file:///shared/artifacts, for a store a team's nodes share), else ``$EDITLEDGER_ARTIFACTS``, else
+    ``<home>/artifacts`` beside the database."""
+    where = artifacts or os.environ.get("EDITLEDGER_ARTIFACTS") or None
+    if where is None:
+        return ArtifactStore(Path(home) / "artifacts")
+    if not isinstance(where, str) or "\x00" in where or not where.strip():
+        raise InputError(f"artifact store {where!r} is not a usable path or URL")
+    if "://" not in where:
+        return ArtifactStore(Path(where).expanduser())
+    from ledger.fsspec_store import FsspecArtifactStore  # fsspec only for a URL store
+    return FsspecArtifactStore(where)
+
+
 class Ledger:
     """Open with ``Ledger.open(db)``; use as a context manager or call ``close()``."""
 
-    def __init__(self, url: str, home: Path, engine: sa.Engine):
+    def __init__(self, url: str, home: Path, engine: sa.Engine, store=None):
         self.url = url
         self.home = Path(home)
         self.engine = engine
-        self.store = ArtifactStore(self.home / "artifacts")
+        self.store = store if store is not None else open_store(None, self.home)
         self._sqlite = is_sqlite(url)
         self._token = uuid.uuid4().hex      # names this instance as a run's owner (ledger.lease)
 
     # ------------------------------------------------------------------ open / close
     @classmethod
-    def open(cls, db: str | None = None, *, create: bool = True) -> "Ledger":
+    def open(cls, db: str | None = None, *, create: bool = True, artifacts: str | None = None) -> "Ledger":
         """Resolve ``db`` (see ``ledger.resolve``) and check the schema. A ledger that does not
-        exist yet is created at head when ``create``; one that is behind or ahead raises SchemaError."""
+        exist yet is created at head when ``create``; one that is behind or ahead raises SchemaError.
+        ``artifacts``: where the artifact store lives (``open_store``: default ``$EDITLEDGER_ARTIFACTS``,
+        else ``<home>/artifacts``)."""
         url, home = resolve(db)
+        store = open_store(artifacts, home)       # a bad store URL is refused before the database is touched
         with translated(url):
-            return cls._open(url, home, create)
+            return cls._open(url, home, create, store)
 
     @classmethod
-    def _open(cls, url: str, home: Path, create: bool) -> "Ledger":
+    def _open(cls, url: str, home: Path, create: bool, store=None) -> "Ledger":
         path = sqlite_path(url)
         if path is not None:
             check_sqlite_file(path)
         if path is None and is_sqlite(url):   # in-memory (tests, scratch): lives as long as its engine
             engine = make_engine(url)
             migrate.upgrade(url, engine=engine)
-            return cls(url, home, engine)
+            return cls(url, home, engine, store)
         if path is not None and not path.exists():
             if not create:
                 raise InputError(f"no ledger at {path}: run a replay, or `editledger --db {path} db upgrade` "
@@ -141,7 +170,7 @@ class Ledger:
                 migrate.upgrade(url)   # an empty database (e.g. a fresh PostgreSQL database)
             else:
                 migrate.check(url, found)
-        return cls(url, home, make_engine(url))
+        return cls(url, home, make_engine(url), store)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -235,13 +264,31 @@ class Ledger:
     # ------------------------------------------------------------------ runs
     def begin_run(self, *, base_model_id: int, method: str, hparams: dict, stream_name: str,
                   stream_digest: str, stream_kind: str, config: dict | None = None,
-                  parent_version_id: int | None = None, name: str | None = None, own: bool = False) -> RunRow:
+                  parent_version_id: int | None = None, name: str | None = None, own: bool = False,
+                  sweep_cell: tuple[int, str] | None = None) -> RunRow:
         """A new run, status "running", whose head is ``parent_version_id`` (default: the base
         version; a branch passes a version of another run of the same base model). ``own``: this
-        ledger instance holds the run's lease from the start (a replay; release it with ``release_run``)."""
+        ledger instance holds the run's lease from the start (a replay; release it with ``release_run``).
+        ``sweep_cell``: (sweep id, cell key) tags the run as that cell of a sweep, in the same
+        transaction; a cell that already has a run raises CellTaken (the database refuses a second)."""
         _jsonable(hparams, "hparams")
         _jsonable(config or {}, "the run config")
         start = parent_version_id if parent_version_id is not None else self.base_version(base_model_id).id
+        if sweep_cell is None:
+            return self._begin_run(base_model_id, method, hparams, stream_name, stream_digest, stream_kind,
+                                   config, start, name, own, None)
+        try:
+            return self._begin_run(base_model_id, method, hparams, stream_name, stream_digest, stream_kind,
+                                   config, start, name, own, sweep_cell)
+        except sa.exc.IntegrityError:
+            taken = self.cell_run(*sweep_cell)
+            if taken is None:
+                raise
+            raise CellTaken(f"cell {sweep_cell[1][:12]} of sweep {sweep_cell[0]} is already recorded as run "
+                            f"{taken} (another worker started it first)") from None
+
+    def _begin_run(self, base_model_id, method, hparams, stream_name, stream_digest, stream_kind, config,
+                   start, name, own, sweep_cell) -> RunRow:
         with self._write() as s:
             v = self._get(s, VersionRow, start, "version")
             if v.base_model_id != base_model_id:
@@ -252,6 +299,9 @@ class Ledger:
                          stream_name=stream_name, stream_digest=stream_digest, stream_kind=stream_kind,
                          config=dict(config or {}), status="running", note=None, start_version_id=start,
                          head_version_id=start, step_count=0, created_at=now, updated_at=now)
+            if sweep_cell is not None:
+                self._get(s, SweepRow, sweep_cell[0], "sweep")
+                run.sweep_id, run.sweep_cell = sweep_cell
             if own:
                 lease.Owner.me(self._token, now).write_to(run)
             s.add(run)
@@ -694,15 +744,24 @@ class Ledger:
         digest, size = self._write_artifact(tensors, "stats", {
             "model_fingerprint": model_fingerprint, "layer": layer, "corpus_digest": corpus_digest,
             "sample_count": sample_count})
-        with self._write() as s:
-            key = self._stats_key(model_fingerprint, layer, corpus_digest, sample_count)
-            row = s.execute(sa.select(StatsCacheRow).where(*key)).scalar_one_or_none()
-            self._ensure_artifact_row(s, digest, "stats", size)
-            if row is None:
-                s.add(StatsCacheRow(model_fingerprint=model_fingerprint, layer=layer, corpus_digest=corpus_digest,
-                                    sample_count=sample_count, artifact_digest=digest, created_at=utcnow()))
-            else:
-                row.artifact_digest = digest
+        key = self._stats_key(model_fingerprint, layer, corpus_digest, sample_count)
+        for attempt in range(2):
+            try:
+                with self._write() as s:
+                    row = s.execute(sa.select(StatsCacheRow).where(*key)).scalar_one_or_none()
+                    self._ensure_artifact_row(s, digest, "stats", size)
+                    if row is None:
+                        s.add(StatsCacheRow(model_fingerprint=model_fingerprint, layer=layer,
+                                            corpus_digest=corpus_digest, sample_count=sample_count,
+                                            artifact_digest=digest, created_at=utcnow()))
+                    else:
+                        row.artifact_digest = digest
+                return digest
+            except sa.exc.IntegrityError:
+                # another worker stored the same key (or artifact row) between our read and insert
+                # (PostgreSQL's read committed; SQLite's BEGIN IMMEDIATE serialises): read it again
+                if attempt:
+                    raise
         return digest
 
     @staticmethod
@@ -719,6 +778,64 @@ class Ledger:
         if row is None:
             return None
         return row.artifact_digest, self.read_artifact(row.artifact_digest)
+
+    # ------------------------------------------------------------------ sweeps
+    # A sweep names a grid of runs; each cell is a run tagged (sweep_id, sweep_cell) in the transaction
+    # that creates it (``begin_run(sweep_cell=...)``). A unique constraint keeps one run per cell.
+    def record_sweep(self, name: str, grid: dict) -> SweepRow:
+        """The sweep called ``name``, created on first use; ``grid`` (JSON) becomes its latest grid."""
+        _jsonable(grid, "the sweep grid")
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise InputError(f"sweep name {name!r}: give 1 to 200 characters")
+        for _ in range(2):               # a second process may create it between our read and insert
+            try:
+                with self._write() as s:
+                    row = s.execute(sa.select(SweepRow).where(SweepRow.name == name)).scalar_one_or_none()
+                    now = utcnow()
+                    if row is None:
+                        row = SweepRow(name=name, grid=grid, created_at=now, updated_at=now)
+                        s.add(row)
+                    else:
+                        row.grid, row.updated_at = grid, now
+                    s.flush()
+                return row
+            except sa.exc.IntegrityError:
+                continue
+        raise IntegrityError(f"sweep {name!r} could not be recorded (another process keeps creating it)")
+
+    def sweeps(self) -> list[SweepRow]:
+        with self._session() as s:
+            return list(s.execute(sa.select(SweepRow).order_by(SweepRow.id)).scalars())
+
+    def sweep(self, name: str) -> SweepRow:
+        """The sweep called ``name`` (InputError naming the known sweeps otherwise)."""
+        with self._session() as s:
+            row = s.execute(sa.select(SweepRow).where(SweepRow.name == name)).scalar_one_or_none()
+        if row is None:
+            known = ", ".join(repr(w.name) for w in self.sweeps()[:20]) or "none"
+            raise InputError(f"no sweep {name!r} in this ledger (sweeps: {known}); run one with "
+                             "`editledger sweep GRID`")
+        return row
+
+    def cell_run(self, sweep_id: int, cell: str) -> int | None:
+        """The run of one cell of a sweep, or None when the cell has none yet."""
+        r = RunRow.__table__.c
+        with self.engine.connect() as c:
+            return c.execute(sa.select(r.id).where(r.sweep_id == sweep_id, r.sweep_cell == cell)).scalar()
+
+    def sweep_cells(self, sweep_id: int) -> dict[str, CellRun]:
+        """cell key -> its run, for every cell of the sweep that has one (one indexed query)."""
+        r = RunRow.__table__.c
+        q = sa.select(r.sweep_cell, r.id, r.name, r.status, r.step_count, r.owner_host, r.owner_pid,
+                      r.owner_started, r.owner_token, r.lease_renewed_at).where(r.sweep_id == sweep_id)
+        now = utcnow()
+        out: dict[str, CellRun] = {}
+        with self.engine.connect() as c:
+            for row in c.execute(q):
+                owner = lease.Owner.of(row)
+                out[row.sweep_cell] = CellRun(row.sweep_cell, row.id, row.name, row.status, row.step_count,
+                                              owner is not None and owner.alive(now))
+        return out
 
     # ------------------------------------------------------------------ audit
     def record_audit(self, run_id: int, findings: list[dict]) -> None:
@@ -905,5 +1022,5 @@ class Ledger:
     # ================================================================== end of TUI read queries
 
 
-__all__ = ["Ledger", "RunSummary", "TimelineRow", "FsckReport", "RepairResult", "UserError", "IntegrityError",
+__all__ = ["Ledger", "RunSummary", "TimelineRow", "CellRun", "FsckReport", "RepairResult", "UserError", "IntegrityError",
            "RunBusy"]

@@ -150,6 +150,15 @@ class ArtifactStore:
     def exists(self, digest: str) -> bool:
         return self.path_for(digest).is_file()
 
+    def file(self, text: str) -> Path:
+        """A file fsck listed, by its path (the fsspec store checks that it lies under its root)."""
+        return Path(text)
+
+    def move(self, src: Path, dst: Path) -> None:
+        """fsck's repair: a verified file back into its folder."""
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+
     # ---- write
     def write_bytes(self, data: bytes) -> str:
         """Store ``data`` under its sha256; atomic and durable. Returns the digest."""

@@ -33,3 +33,8 @@ class RunBusy(UserError):
 class ResourceError(UserError):
     """The environment refuses: a full disk, a read-only ledger, a database that cannot be reached."""
     exit_code = 1
+
+
+class CellTaken(RunBusy):
+    """A sweep cell already has its run: another worker (or another sweep process) recorded it first."""
+    exit_code = 5

@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 import sqlalchemy as sa
 from tqdm import tqdm
@@ -126,7 +124,8 @@ def safetensors_problem(data: bytes) -> str | None:
     return None
 
 
-def _hash_file(p: Path) -> tuple[str, bytes]:
+def _hash_file(p) -> tuple[str, bytes]:
+    """(sha256, bytes) of a store file: a ``Path``, or an fsspec store's ``StorePath``."""
     data = p.read_bytes()
     return hashlib.sha256(data).hexdigest(), data
 
@@ -323,20 +322,19 @@ def repair(ledger, rep: FsckReport, *, min_age: float = 600.0) -> RepairResult:
     now = time.time()
     a = ArtifactRow.__table__.c
 
-    def old_enough(p: Path) -> bool:
+    def old_enough(p) -> bool:
         try:
             return now - p.stat().st_mtime >= min_age
         except FileNotFoundError:
             return False
 
     for path in rep.misplaced:
-        p = Path(path)
+        p = store.file(path)
         digest = p.name[: -len(SUFFIX)]
         target = store.path_for(digest)
         got, _ = _hash_file(p)
         if got == digest and not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(p, target)
+            store.move(p, target)
             res.moved.append(digest)
     with ledger._write() as s:      # re-read the references inside the write lock
         referenced = referenced_digests(s.connection())
@@ -365,7 +363,7 @@ def repair(ledger, rep: FsckReport, *, min_age: float = 600.0) -> RepairResult:
                 p.unlink()
                 res.removed_files.append(digest)
         for path in rep.temp_files:
-            p = Path(path)
+            p = store.file(path)
             if old_enough(p):
                 p.unlink(missing_ok=True)
                 res.removed_files.append(p.name)

@@ -8,7 +8,7 @@ Conventions:
 * JSON columns hold plain dicts/lists (``sa.JSON``: TEXT on SQLite, JSON on PostgreSQL);
 * these classes are also the row objects the API returns (detached, read-only by convention).
 
-Tables: base_model, artifact, run, version, edit_request, delta, probe_result, stats_cache,
+Tables: base_model, artifact, sweep, run, version, edit_request, delta, probe_result, stats_cache,
 audit_finding. ``run.head_version_id`` and ``version.run_id`` point at each other, so the head
 foreign key is created after both tables (``use_alter``).
 """
@@ -102,12 +102,28 @@ class ArtifactRow(LedgerTable, table=True):
     created_at: datetime = _col(sa.DateTime, nullable=False)
 
 
+class SweepRow(LedgerTable, table=True):
+    """A named grid of runs (``editledger sweep``): its cells are runs tagged with the sweep and
+    the cell's key (the sha256 of the cell's canonical configuration)."""
+    __tablename__ = "sweep"
+    __table_args__ = (sa.UniqueConstraint("name"),)
+
+    id: Optional[int] = Field(default=None, sa_column=sa.Column(sa.Integer, primary_key=True))
+    name: str = _col(sa.String(200), nullable=False)
+    grid: dict = _col(sa.JSON, nullable=False)                  # the grid as last run (normalised, cells listed)
+    created_at: datetime = _col(sa.DateTime, nullable=False)
+    updated_at: datetime = _col(sa.DateTime, nullable=False)
+
+
 class RunRow(LedgerTable, table=True):
     """One replay of one stream with one method on one base model."""
     __tablename__ = "run"
     __table_args__ = (
         sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
         sa.Index(None, "base_model_id"),
+        # one run per cell of a sweep (0007): two workers cannot both record a cell; it also
+        # serves "the runs of a sweep". NULLs (runs outside any sweep) never collide.
+        sa.UniqueConstraint("sweep_id", "sweep_cell"),
     )
 
     id: Optional[int] = Field(default=None, sa_column=sa.Column(sa.Integer, primary_key=True))
@@ -133,6 +149,10 @@ class RunRow(LedgerTable, table=True):
     owner_started: Optional[str] = _col(sa.String(64), nullable=True)   # the process's start time (/proc)
     owner_token: Optional[str] = _col(sa.String(64), nullable=True)     # random per Ledger instance
     lease_renewed_at: Optional[datetime] = _col(sa.DateTime, nullable=True)
+    # the sweep this run is a cell of, and the cell's key (sha256 of its canonical configuration);
+    # both NULL for a run outside any sweep (0007)
+    sweep_id: Optional[int] = _col(sa.Integer, _fk("sweep.id"), nullable=True)
+    sweep_cell: Optional[str] = _col(sa.String(64), nullable=True)
 
 
 class VersionRow(LedgerTable, table=True):
@@ -265,5 +285,5 @@ class AuditFindingRow(LedgerTable, table=True):
     created_at: datetime = _col(sa.DateTime, nullable=False)
 
 
-TABLES = [BaseModelRow, ArtifactRow, RunRow, VersionRow, EditRequestRow, DeltaRow,
+TABLES = [BaseModelRow, ArtifactRow, SweepRow, RunRow, VersionRow, EditRequestRow, DeltaRow,
           ProbeResultRow, StatsCacheRow, AuditFindingRow]

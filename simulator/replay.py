@@ -144,8 +144,9 @@ class Replayer:
     # ---- entry points ------------------------------------------------------------------------
     def start(self, steps: list[Step], *, stream_name: str, stream_digest: str, stream_kind: str,
               name: str | None = None, start_version_id: int | None = None, first_step: int = 1,
-              extra_config: dict | None = None) -> int:
-        """Begin a new run from ``start_version_id`` (default: the base version) and replay it."""
+              extra_config: dict | None = None, sweep_cell: tuple[int, str] | None = None) -> int:
+        """Begin a new run from ``start_version_id`` (default: the base version) and replay it.
+        ``sweep_cell``: (sweep id, cell key) of the sweep cell this run is (``Ledger.begin_run``)."""
         if not steps:
             raise InputError(f"stream {stream_name} has no steps: nothing to replay")
         led = self.s.ledger
@@ -165,7 +166,8 @@ class Replayer:
         run = led.begin_run(base_model_id=self.s.base_model_id, method=self.opt.method,
                             hparams=_as_dict(self.hparams), stream_name=stream_name,
                             stream_digest=stream_digest, stream_kind=stream_kind, config=config,
-                            parent_version_id=start, name=name, own=True)   # this process is its one writer
+                            parent_version_id=start, name=name, own=True,   # this process is its one writer
+                            sweep_cell=sweep_cell)
         head = start
         if start != self.s.base_version_id:     # a branch: its first version marks where it leaves
             head = branch(led, run.id, start, first_step).id

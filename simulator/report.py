@@ -156,6 +156,7 @@ class RunReport:
     health: dict[str, float | None] = field(default_factory=dict)      # HEALTH_TABLE column -> value
     health_flags: list[dict] = field(default_factory=list)             # [{"step", "z", "why"}], worst first
     health_note: str | None = None       # why a run has no telemetry (a method that changes no weights)
+    label: str | None = None          # the legend's and Figure 4 column's name (default: name and method)
 
 
 class _Stored:
@@ -288,11 +289,13 @@ def _fmt(col: str, v: float | None, mark: str = "") -> str:
 
 
 def _label(r: RunReport) -> str:
-    return f"{r.name} ({r.method})"
+    if r.label:
+        return r.label
+    return r.name if r.name == r.method else f"{r.name} ({r.method})"
 
 
-def _table_rows(reports: list[RunReport], table: dict) -> tuple[list[str], list[list[str]]]:
-    head = ["run", "method", "protocol"] + list(table)
+def _table_rows(reports: list[RunReport], table: dict, row_header: str = "run") -> tuple[list[str], list[list[str]]]:
+    head = [row_header, "method", "protocol"] + list(table)
     rows = [[r.name, r.method, r.protocol] + [_fmt(c, r.columns.get(c), r.marks.get(c, "")) for c in table]
             for r in reports]
     return head, rows
@@ -335,7 +338,10 @@ def _protocol_line(reports: list[RunReport]) -> str:
     return "protocol: " + "; ".join(f"{p}: {PROTOCOL_TEXT.get(p, 'as recorded')}" for p in ps)
 
 
-def render(reports: list[RunReport], fmt: str = "text") -> str:
+def render(reports: list[RunReport], fmt: str = "text", *, curves: list[RunReport] | None = None,
+           row_header: str = "run") -> str:
+    """The tables with one row per report and Figure 4 with one column per report (per report of
+    ``curves`` when given: a sweep's rows merge cells whose curves stay apart)."""
     if fmt == "json":
         return json.dumps(to_json(reports), indent=2)
     if fmt == "csv":
@@ -350,14 +356,14 @@ def render(reports: list[RunReport], fmt: str = "text") -> str:
     for title, cols in TABLES.items():
         if title == "Group metrics at the head" and not any(r.columns.get(c) is not None for r in reports for c in cols):
             continue
-        head, rows = _table_rows(reports, cols)
+        head, rows = _table_rows(reports, cols, row_header)
         parts += [h + title, _protocol_line(reports), table(head, rows), ""]
     parts += _health_text(reports, table, h)
     parts.append(h + "Figure 4: general abilities against the number of edits (0 = the base model)")
-    curves = _curve_rows(reports)
-    if not curves:
+    curve_rows = _curve_rows(reports if curves is None else curves)
+    if not curve_rows:
         parts.append("(no general-ability probes recorded in these runs)")
-    for name, head, rows in curves:
+    for name, head, rows in curve_rows:
         parts.append(("### " if fmt == "markdown" else "") + name)
         parts.append(table(head, rows))
         parts.append("")
@@ -434,11 +440,12 @@ def to_csv(reports: list[RunReport]) -> str:
     return buf.getvalue()
 
 
-def plot(reports: list[RunReport], path: str) -> list[str]:
+def plot(reports: list[RunReport], path: str, title: str | None = None) -> list[str]:
     """Figure 4 as a PNG: one panel per general-ability curve, one line per run. Returns the panels."""
     import matplotlib  # ~2 s to import: only --plot needs it
     matplotlib.use("Agg")   # files only, never a window
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     names = [n for n in CURVES if any(n in r.curves for r in reports)]
     if not names:
@@ -454,10 +461,13 @@ def plot(reports: list[RunReport], path: str) -> list[str]:
                 ax.plot(xs, ys, marker="o", ms=3, label=_label(r))
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("number of edits")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))     # edits are whole numbers
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
+    if title:       # wrapped to the figure's width (about 11 characters an inch at this size)
+        fig.suptitle(textwrap.fill(title, width=max(30, int(11 * 4.2 * cols))), fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

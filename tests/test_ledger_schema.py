@@ -14,7 +14,7 @@ from ledger.engine import make_engine
 from ledger.errors import InputError, SchemaError
 from ledger.schema import NAMING_CONVENTION, metadata
 
-EXPECTED_TABLES = {"base_model", "artifact", "run", "version", "edit_request", "delta", "probe_result",
+EXPECTED_TABLES = {"base_model", "artifact", "sweep", "run", "version", "edit_request", "delta", "probe_result",
                    "stats_cache", "audit_finding"}
 
 

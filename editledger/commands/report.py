@@ -16,7 +16,10 @@ def register(sub) -> None:
                        description="Print Table 3 (SR, RR, OH, MH, CS/CM) and Table 4 (OA, DN, OT, Succ, D, "
                                    "IR, FR) with one row per run and its protocol, and the general abilities "
                                    "against the number of edits. Reads the ledger only; no model is loaded.")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run id or name (several: one row each)")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run id or name (several: one row each)")
+    p.add_argument("--sweep", metavar="NAME", default=None,
+                   help="the cells of a sweep side by side (`editledger sweep`): one row per method, one curve "
+                        "per method in Figure 4, each the mean over its cells")
     p.add_argument("--format", choices=("text", "json", "csv", "markdown"), default="text",
                    help="output format (default: text)")
     p.add_argument("--plot", metavar="OUT.png", default=None,
@@ -33,6 +36,10 @@ def run(args) -> int:
             raise InputError(f"--plot writes a PNG: give a file name ending in .png, not {args.plot!r}")
         if not Path(args.plot).is_file():       # replacing an earlier plot is fine; a missing directory is not
             writable_target(args.plot, "--plot", directory=False)
+    if bool(args.runs) == bool(args.sweep):
+        raise InputError("name one or more RUNs, or a sweep with --sweep NAME (not both)")
+    if args.sweep:
+        return _sweep(args)
     led = open_ledger(args, create=False)
     try:
         ids = [find_run(led, r) for r in args.runs]
@@ -42,5 +49,18 @@ def run(args) -> int:
     sys.stdout.write(report.render(reports, args.format))
     if args.plot:
         panels = report.plot(reports, args.plot)
+        print(f"wrote {args.plot} ({len(panels)} panels)", file=sys.stderr)
+    return 0
+
+
+def _sweep(args) -> int:
+    from simulator.sweep import report as sweep_report
+    with open_ledger(args, create=False) as led:
+        sr = sweep_report.collect_sweep(led, args.sweep, recompute=args.recompute)
+    sys.stdout.write(sweep_report.render(sr, args.format))
+    if args.plot:
+        if not sr.curves:
+            raise InputError(f"sweep {args.sweep!r} has no finished cells to plot yet")
+        panels = sweep_report.plot(sr, args.plot)
         print(f"wrote {args.plot} ({len(panels)} panels)", file=sys.stderr)
     return 0
