@@ -16,7 +16,7 @@ from ledger.errors import UserError
 
 # Command modules, in the order they appear in --help. A module that is missing is skipped so
 # that the CLI keeps working while a command group is being written.
-COMMAND_MODULES = ["demo", "replay", "checkout", "history", "stream", "report", "audit", "tui", "db"]
+COMMAND_MODULES = ["demo", "replay", "checkout", "history", "stream", "report", "audit", "tui", "db", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,95 @@
+"""Edit latency of every method the registry holds (``simulator.editors.method_names()``), on the
+embedded model with its second-moment statistics cached, one request per edit, the demo stream's requests
+in turn; and ROME's time split (value optimisation, closed form) for the time model in docs/performance.md.
+Statistics are prepared first (from the per-machine cache, else sampled) and reported on their own."""
+from __future__ import annotations
+
+import statistics
+import time
+
+from editledger.bench.figures import Figure, Section
+
+MODEL = "gemma-3-270m"
+
+
+def requests(n: int):
+    """n single-request edits: the demo stream's, then the built-in facts' (seeded), all distinct."""
+    from simulator.streams.builtin import builtin_records, demo
+    reqs = [st.requests[0] for st in demo().steps]
+    seen = {(r.subject, r.prompt) for r in reqs}
+    for rec in builtin_records():
+        for r in rec.requests:
+            if (r.subject, r.prompt) not in seen:
+                reqs.append(r)
+                seen.add((r.subject, r.prompt))
+    return reqs[:n]
+
+
+def bench_editors(session, quick: bool) -> Section:
+    """``session``: a Session on the embedded model (its ledger holds the statistics)."""
+    from simulator.editors import get_editor, load_hparams, method_names
+    from simulator.stats_ledger import ledger_stats_provider
+
+    sec = Section("editors", f"Edit latency per method ({MODEL}, statistics cached, 1 request per edit)")
+    lm = session.lm
+    n = 3 if quick else 6
+    reqs = requests(n + 1)
+    sec.info["methods"] = method_names()
+    for method in method_names():
+        try:
+            hp = load_hparams(method, lm.spec)
+            stats = ledger_stats_provider(session, "self", None, progress=True,
+                                          default_tokens=int(getattr(hp, "mom2_n_samples", 4096)))
+            layers = getattr(hp, "layers", None) or ([hp.layer] if hasattr(hp, "layer") else [])
+            t = time.perf_counter()
+            if layers and getattr(hp, "mom2_adjustment", True):
+                stats.prepare(lm.model, lm.tokenizer, lm.spec, layers)
+            sec.info.setdefault("stats_s", {})[method] = round(time.perf_counter() - t, 2)
+            ed = get_editor(method)
+            ed.edit(lm.model, lm.tokenizer, lm.spec, [reqs[0]], hp, stats=stats)          # warm-up
+            times, detail = [], []
+            for req in reqs[1:]:
+                t = time.perf_counter()
+                res = ed.edit(lm.model, lm.tokenizer, lm.spec, [req], hp, stats=stats)
+                times.append(time.perf_counter() - t)
+                detail.append(_split(res.diagnostics))
+            if method == "rome":
+                sec.info["rome_batch"] = _batch_shape(lm, hp, reqs[1:], detail)
+                sec.info["rome_layer"] = hp.layer
+            goal = "<= 2" if method == "rome" else None
+            sec.add(Figure(f"{method} edit", "s", times, goal=goal, note=f"{len(times)} edits after a warm-up"))
+            sec.info.setdefault("split", {})[method] = detail
+        except Exception as e:  # noqa: BLE001 - a method that fails is reported, the others still run
+            sec.info.setdefault("failed", {})[method] = f"{type(e).__name__}: {e}"[:300]
+    rome = sec.info.get("split", {}).get("rome")
+    if rome:
+        sec.info["rome_mean_split"] = {k: round(statistics.mean(d[k] for d in rome), 4) for k in rome[0]}
+    return sec
+
+
+def _split(diag: dict) -> dict:
+    """Where one edit's time went, from the editor's own diagnostics (value optimisation, update, steps)."""
+    reqs = diag.get("requests") or [{}]
+    r = reqs[0] if isinstance(reqs[0], dict) else {}
+    out = {"total_s": float(diag.get("time_s", 0.0))}
+    if "time_s" in r:
+        out["value_s"] = float(r["time_s"])
+    if "steps" in r:
+        out["opt_steps"] = int(r["steps"])
+    if "update_s" in r:
+        out["update_s"] = float(r["update_s"])
+    return out
+
+
+def _batch_shape(lm, hp, reqs, detail) -> dict:
+    """The mean shape of ROME's optimisation batch over ``reqs`` (for the cost model)."""
+    from simulator.editors.common import SuffixBatch, build_rows, pad_id_of
+    shapes = []
+    for r in reqs:
+        rows = build_rows(lm.tokenizer, lm.spec, r, hp.context_prefixes, hp.kl_prompt, pad_id_of(lm.tokenizer))
+        b = SuffixBatch.of(rows)
+        shapes.append((rows.input_ids.shape[0], b.input_ids.shape[1], b.start, max(len(t) for t in rows.targets)))
+    steps = [d.get("opt_steps", 0) for d in detail]
+    return {"rows": round(statistics.mean(x[0] for x in shapes)), "width": round(statistics.mean(x[1] for x in shapes)),
+            "prefix": round(statistics.mean(x[2] for x in shapes)), "positions": round(statistics.mean(x[3] for x in shapes)),
+            "steps": round(statistics.mean(steps))}
