@@ -267,12 +267,15 @@ class SuffixBatch:
         return positions - rows.lookup[:, None]
 
     def prefix_cache(self, model):
-        """Keys and values of every layer for the prefix columns (no gradient; hooks active apply)."""
+        """Keys and values of every layer for the prefix columns (no gradient; hooks active apply). The
+        backbone only: no logits are needed here (and the lm head on a sliced (B, 1, d) view would run as
+        B matrix-vector products, one pass over the vocabulary each)."""
         dev = next(model.parameters()).device
         s = self.start
+        base = model.base_model
         with torch.no_grad():
-            out = model(input_ids=self.input_ids[:, :s].to(dev), attention_mask=self.attention_mask[:, :s].to(dev),
-                        position_ids=self.position_ids[:, :s].to(dev), use_cache=True, logits_to_keep=1)
+            out = base(input_ids=self.input_ids[:, :s].to(dev), attention_mask=self.attention_mask[:, :s].to(dev),
+                       position_ids=self.position_ids[:, :s].to(dev), use_cache=True, **{cache_kwarg(base): None})
         return returned_cache(out)
 
     def suffix_forward(self, model, cache, logits_to_keep):
