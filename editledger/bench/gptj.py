@@ -41,8 +41,11 @@ def bench_gptj_store(quick: bool) -> Section:
 
 
 def bench_gptj_checkout(quick: bool) -> Section:
-    return bench_checkout(quick, shape=FC_OUT, name="gptj_checkout", steps=16 if quick else 40,
-                          title="GPT-J fc_out (4096x16384), synthetic chain (simulation): checkout against one copy")
+    steps = 8 if quick else 40
+    return bench_checkout(quick, shape=FC_OUT, name="gptj_checkout", steps=steps, jumps=4 if quick else 12,
+                          keyframes=[4] if quick else [8],
+                          title=f"GPT-J fc_out (4096x16384), synthetic {steps}-step chain (simulation): checkout "
+                                "against one copy")
 
 
 def predict(editors_info: dict, gemma_cfg: dict) -> Section:

@@ -32,6 +32,8 @@ def run_all(quick: bool, only: list[str] | None = None, out: Path | None = None)
     import tempfile
 
     from editledger.bench import checkout, demo, editors, gptj, ledger_io, replay, scoring, sharing
+    from simulator import threads
+    threads.apply()                             # the thread count a model load would set, before anything runs
     want = [s for s in SECTIONS if not only or s in only]
     if quick and not only:
         want.remove("demo")                     # ~3 minutes from an empty cache: the full bench only

@@ -70,7 +70,7 @@ def run_policy(policy: str, n: int, timeout: float = 900) -> dict:
 
 def bench_sharing(quick: bool) -> Section:
     sec = Section("sharing", "Fair under sharing: ROME beside one other torch process (fair share: 2x)")
-    n = 3 if quick else 5
+    n = 2 if quick else 5
     for policy in (["passive"] if quick else ["passive", "spin"]):
         try:
             r = run_policy(policy, n)
