@@ -1,65 +1,136 @@
 """The ``editledger`` command line: thin. It parses arguments and calls ledger/, simulator/, tui/.
 
-Each command group lives in ``editledger/commands/<name>.py`` and exposes
+Each command group lives in ``editledger/commands/<module>.py`` and exposes
 ``register(subparsers)``, which adds its parser(s) with ``set_defaults(func=...)``; ``func(args)``
-returns an exit code (or None for 0). Heavy imports (torch, transformers, textual) happen inside
-the command functions so that ``editledger --help`` and ledger-only commands stay fast.
+returns an exit code (or None for 0).
+
+Startup: ``editledger --help`` must answer in well under half a second, and every command module
+imports the ledger (SQLAlchemy, Alembic: about a second). So the top-level parser is built from
+``COMMANDS``, a table of names and one-line helps, and only the module of the command being run is
+imported and registered. ``tests/test_cli_startup.py`` checks that the table says what the modules
+register.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import os
 import sys
 
-from ledger.errors import UserError
+from editledger.text import printable
 
-# Command modules, in the order they appear in --help. A module that is missing is skipped so
-# that the CLI keeps working while a command group is being written.
-COMMAND_MODULES = ["demo", "replay", "checkout", "history", "stream", "report", "audit", "tui", "db", "bench"]
+# command -> (module under editledger.commands, one-line help), in --help order. A module may own
+# several commands (history: reset, revert, branch, log); its register() adds all of them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "the main job: a 12-edit ROME replay on the embedded model"),
+    "replay": ("replay", "replay a stream file step by step into the ledger"),
+    "checkout": ("checkout", "materialise the weights of a version and verify them"),
+    "reset": ("history", "move a run's head back to an earlier step (history kept)"),
+    "revert": ("history", "make a new version without one step's delta"),
+    "branch": ("history", "continue from an earlier version with other steps, as a new run"),
+    "log": ("history", "show a run's version history like `git log --graph`"),
+    "stream": ("stream", "build and check edit stream files"),
+    "report": ("report", "the survey's tables and general-ability curves for runs"),
+    "audit": ("audit", "name the edits that caused a degradation, with evidence"),
+    "train": ("train", "train the network a method edits with (MEND)"),
+    "tui": ("tui", "browse runs, timelines, edits, trajectories, diffs and audits"),
+    "db": ("db", "ledger database: schema status, upgrade, integrity check"),
+    "bench": ("bench", "run every benchmark; write bench.json and bench.md"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="editledger",
-        description="Record, replay, audit and reverse knowledge edits of language models.")
+def _global_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=None, metavar="URL",
                    help="ledger database: a SQLAlchemy URL or a path to a SQLite file "
                         "(default: $EDITLEDGER_DB, else ./editledger.db or $EDITLEDGER_HOME/editledger.db)")
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The command named on the command line (None for none or an unknown one)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    _global_options(pre)
+    _, rest = pre.parse_known_args(argv)
+    name = rest[0] if rest and not rest[0].startswith("-") else None
+    return name if name in COMMANDS else None
+
+
+def build_parser(command: str | None = None, *, load_all: bool = False) -> argparse.ArgumentParser:
+    """The parser. The module owning ``command`` (every module with ``load_all``) registers its
+    real sub-parsers; the other commands get a placeholder that carries their help line."""
+    p = argparse.ArgumentParser(
+        prog="editledger",
+        description="Record, replay, audit and reverse knowledge edits of language models.")
+    _global_options(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(f"editledger.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"editledger.commands.{name}":
-                continue
-            raise
-        mod.register(sub)
+    wanted = {m for m, _ in COMMANDS.values()} if load_all else (
+        {COMMANDS[command][0]} if command in COMMANDS else set())
+    registered: set[str] = set()
+    for name, (module, help_) in COMMANDS.items():
+        if module in wanted:
+            if module not in registered:
+                importlib.import_module(f"editledger.commands.{module}").register(sub)
+                registered.add(module)
+        else:
+            sub.add_parser(name, help=help_)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(command_of(argv))
+    args = _parse(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # deferred: the ledger package loads SQLAlchemy and Alembic (~1 s), which --help must not wait for
+    from ledger.errors import UserError
     try:
         code = args.func(args)
+        sys.stdout.flush()            # a closed pipe (`editledger log 3 | head`) shows up here, not at exit
     except UserError as e:
-        print(f"editledger: error: {e}", file=sys.stderr)
-        return e.exit_code
+        return _fail(e)
     except KeyboardInterrupt:
         print("editledger: interrupted; everything committed so far is kept "
               "(resume a replay with `editledger replay --resume RUN`).", file=sys.stderr)
         return 130
-    except OSError as e:
-        if e.errno == 28:  # ENOSPC
-            print(f"editledger: error: disk full ({e.filename or 'ledger home'}): free some space and "
-                  "run the command again; nothing half-written was committed.", file=sys.stderr)
-            return 1
-        raise
+    except BrokenPipeError:
+        # the reader went away: stop quietly, as `git log | head` does (128 + SIGPIPE)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as e:
+        # errors of the environment (full disk, read-only or damaged ledger, unreachable server)
+        # in words; anything else is a bug and keeps its traceback
+        from ledger.failures import explain
+        err = explain(e, _ledger_url(args))
+        if err is None:
+            raise
+        return _fail(err)
     return int(code or 0)
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """argparse's own messages quote what was typed; they go out without control characters."""
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buf):
+            return parser.parse_args(argv)
+    finally:
+        sys.stderr.write(printable(buf.getvalue()))
+
+
+def _fail(e) -> int:
+    print(f"editledger: error: {printable(str(e))}", file=sys.stderr)
+    return e.exit_code
+
+
+def _ledger_url(args) -> str | None:
+    try:
+        from ledger.engine import resolve
+        return resolve(args.db)[0]
+    except Exception:
+        return None
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,10 +23,14 @@ from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ledger import migrate
-from ledger.artifacts import META_PREFIX, TMP_PREFIX, ArtifactCorrupt, ArtifactMissing, ArtifactStore
-from ledger.engine import BEGIN_IMMEDIATE, is_sqlite, make_engine, resolve, sqlite_path
-from ledger.errors import InputError, IntegrityError, UserError
+from ledger import fsck as _fsck
+from ledger import lease, migrate
+from ledger.artifacts import META_PREFIX, ArtifactCorrupt, ArtifactMissing, ArtifactStore
+from ledger.chain import ChainDelta, ChainStep, CheckoutChain, chain_queries
+from ledger.engine import BEGIN_IMMEDIATE, check_sqlite_file, is_sqlite, make_engine, resolve, sqlite_path
+from ledger.errors import InputError, IntegrityError, RunBusy, UserError
+from ledger.failures import translated
+from ledger.fsck import FsckReport, RepairResult
 from ledger.records import DeltaInput, ProbeRecord
 from ledger.schema import (
     DELTA_KINDS, PROBE_AGAINST, RUN_STATUSES, VERSION_KINDS, ArtifactRow, AuditFindingRow,
@@ -74,21 +78,6 @@ class TimelineRow(NamedTuple):
     efficacy: float | None         # EFFICACY probe value if recorded (against "none" preferred)
 
 
-@dataclass
-class FsckReport:
-    checked: int = 0                                        # artifact files hashed
-    orphans: list[str] = field(default_factory=list)        # files no row references
-    missing: list[str] = field(default_factory=list)        # rows whose file is absent
-    corrupt: list[str] = field(default_factory=list)        # files whose bytes do not hash to their name
-    temp_files: list[str] = field(default_factory=list)     # leftovers of interrupted writes
-    unreferenced_rows: list[str] = field(default_factory=list)  # artifact rows no delta/stats row uses
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing referenced is missing or corrupt (orphans are harmless)."""
-        return not (self.missing or self.corrupt)
-
-
 @contextlib.contextmanager
 def _gc_paused():
     """Building 10,000 row objects triggers Python's cyclic GC several times, each pass walking
@@ -121,6 +110,7 @@ class Ledger:
         self.engine = engine
         self.store = ArtifactStore(self.home / "artifacts")
         self._sqlite = is_sqlite(url)
+        self._token = uuid.uuid4().hex      # names this instance as a run's owner (ledger.lease)
 
     # ------------------------------------------------------------------ open / close
     @classmethod
@@ -128,7 +118,14 @@ class Ledger:
         """Resolve ``db`` (see ``ledger.resolve``) and check the schema. A ledger that does not
         exist yet is created at head when ``create``; one that is behind or ahead raises SchemaError."""
         url, home = resolve(db)
+        with translated(url):
+            return cls._open(url, home, create)
+
+    @classmethod
+    def _open(cls, url: str, home: Path, create: bool) -> "Ledger":
         path = sqlite_path(url)
+        if path is not None:
+            check_sqlite_file(path)
         if path is None and is_sqlite(url):   # in-memory (tests, scratch): lives as long as its engine
             engine = make_engine(url)
             migrate.upgrade(url, engine=engine)
@@ -163,8 +160,9 @@ class Ledger:
         """A session in one write transaction, committed on exit. On SQLite it starts with BEGIN
         IMMEDIATE: a deferred transaction that reads first and then finds another process
         (a replay, the TUI) committed meanwhile fails with "database is locked" at once, instead
-        of waiting for the busy timeout."""
-        with self.engine.connect() as conn:
+        of waiting for the busy timeout. Database errors a user can meet (a full disk, a read-only
+        file, a damaged page) become UserErrors (``ledger.failures``)."""
+        with translated(self.url), self.engine.connect() as conn:
             if self._sqlite:
                 conn.info[BEGIN_IMMEDIATE] = True
             try:
@@ -237,21 +235,25 @@ class Ledger:
     # ------------------------------------------------------------------ runs
     def begin_run(self, *, base_model_id: int, method: str, hparams: dict, stream_name: str,
                   stream_digest: str, stream_kind: str, config: dict | None = None,
-                  parent_version_id: int | None = None, name: str | None = None) -> RunRow:
+                  parent_version_id: int | None = None, name: str | None = None, own: bool = False) -> RunRow:
         """A new run, status "running", whose head is ``parent_version_id`` (default: the base
-        version; a branch passes a version of another run of the same base model)."""
+        version; a branch passes a version of another run of the same base model). ``own``: this
+        ledger instance holds the run's lease from the start (a replay; release it with ``release_run``)."""
         _jsonable(hparams, "hparams")
         _jsonable(config or {}, "the run config")
         start = parent_version_id if parent_version_id is not None else self.base_version(base_model_id).id
         with self._write() as s:
             v = self._get(s, VersionRow, start, "version")
-            assert v.base_model_id == base_model_id, (
-                f"version {start} belongs to base model {v.base_model_id}, not {base_model_id}")
+            if v.base_model_id != base_model_id:
+                raise InputError(f"version {start} belongs to base model {v.base_model_id}, not {base_model_id}; "
+                                 "a branch starts from a version of the same base model")
             now = utcnow()
             run = RunRow(name=name, base_model_id=base_model_id, method=method, hparams=hparams,
                          stream_name=stream_name, stream_digest=stream_digest, stream_kind=stream_kind,
                          config=dict(config or {}), status="running", note=None, start_version_id=start,
                          head_version_id=start, step_count=0, created_at=now, updated_at=now)
+            if own:
+                lease.Owner.me(self._token, now).write_to(run)
             s.add(run)
             s.flush()
             if run.name is None:
@@ -263,10 +265,67 @@ class Ledger:
             raise InputError(f"unknown run status {status!r}; use one of {', '.join(RUN_STATUSES)}")
         with self._write() as s:
             run = self._get(s, RunRow, run_id, "run")
+            now = utcnow()
+            self._check_writer(run, now)
             run.status = status
             if note is not None:
                 run.note = note
+            run.updated_at = now
+
+    # ------------------------------------------------------------------ the run's one writer
+    def acquire_run(self, run_id: int) -> None:
+        """Take the run's lease (``ledger.lease``): refused with RunBusy while another live
+        process holds it; a dead holder's lease is taken over."""
+        with self._write() as s:
+            run = self._get(s, RunRow, run_id, "run")
+            now = utcnow()
+            self._check_writer(run, now)
+            lease.Owner.me(self._token, now).write_to(run)
+
+    def release_run(self, run_id: int) -> None:
+        """Give the lease back (a no-op unless this instance holds it). Never fails: a lease that
+        could not be given back (a full disk) belongs to a process that is about to end, and the
+        next writer takes over a dead owner's lease."""
+        try:
+            with self._write() as s:
+                run = s.get(RunRow, run_id)
+                if run is not None and run.owner_token == self._token:
+                    lease.clear(run)
+        except UserError:
+            pass
+
+    def run_owner(self, run_id: int) -> tuple[lease.Owner, bool] | None:
+        """(owner, alive now) of the run's lease, or None when nobody holds it."""
+        owner = lease.Owner.of(self.run(run_id))
+        return None if owner is None else (owner, owner.alive(utcnow()))
+
+    def mark_interrupted_if_dead(self, run_id: int) -> bool:
+        """A run left "running" by a writer that is gone becomes "interrupted" (fsck --repair)."""
+        with self._write() as s:
+            run = self._get(s, RunRow, run_id, "run")
+            owner = lease.Owner.of(run)
+            if run.status != "running" or (owner is not None and owner.alive(utcnow())):
+                return False
+            who = f" (its writer, {owner.describe()}, is gone)" if owner else ""
+            run.status, run.note = "interrupted", f"marked interrupted by `db fsck --repair`{who}; resume it"
+            lease.clear(run)
             run.updated_at = utcnow()
+            return True
+
+    def _check_writer(self, run: RunRow, now: datetime | None) -> None:
+        """Refuse to change ``run`` while another live process owns it; renew our own lease (when
+        ``now`` is given: inside the write transaction). The clock is read only when needed."""
+        owner = lease.Owner.of(run)
+        if owner is None:
+            return
+        if owner.token == self._token:
+            if now is not None:
+                run.lease_renewed_at = now
+            return
+        if owner.alive(now or utcnow()):
+            raise RunBusy(f"run {run.id} is being written by {owner.describe()}: one writer at a time. "
+                          f"Wait for it to finish (or stop it), then try again; `editledger log {run.id}` "
+                          "shows what it has recorded so far")
 
     def record_step(self, run_id: int, *, step: int, parent_version_id: int, kind: str = "edit",
                     requests: Sequence[dict], deltas: Sequence[DeltaInput], tensor_fingerprints: dict[str, str],
@@ -276,28 +335,32 @@ class Ledger:
                     base_fingerprint: str = "") -> VersionRow:
         """Record one step: artifacts first, then one transaction (version, requests, deltas,
         keyframe rows, probes, run head and step count). Returns the new version."""
-        assert kind in ("edit", "revert"), (
-            f"record_step records edit and revert versions, not {kind!r} (markers go through add_marker)")
+        if kind not in ("edit", "revert"):
+            raise InputError(f"record_step records edit and revert versions, not {kind!r} (markers go through add_marker)")
         _jsonable(diagnostics, "step diagnostics")
-        probes = list(probes)
-        for p in probes:
-            assert p.against in PROBE_AGAINST, f"probe {p.suite}/{p.metric}: against={p.against!r} not in {PROBE_AGAINST}"
-            _jsonable(p.detail, f"probe {p.suite}/{p.metric} detail")
+        probes = self._checked_probes(probes)
         for d in deltas:
-            assert d.kind in DELTA_KINDS and d.kind != "keyframe", f"delta for {d.tensor}: unknown kind {d.kind!r}"
+            if d.kind not in DELTA_KINDS or d.kind == "keyframe":
+                raise InputError(f"delta for {d.tensor}: unknown kind {d.kind!r}; use one of "
+                                 f"{', '.join(k for k in DELTA_KINDS if k != 'keyframe')}")
         for r in requests:
             missing = [k for k in ("subject", "prompt", "target_new") if k not in r]
-            assert not missing, f"edit request {r!r} lacks {missing} (pass EditRequest.to_dict())"
+            if missing:
+                raise InputError(f"edit request {r!r} lacks {missing} (pass EditRequest.to_dict())")
 
+        # 0. a refused writer writes nothing (the transaction checks again: this is only the cheap early no)
+        with self._session() as s:
+            self._check_writer(self._get(s, RunRow, run_id, "run"), None)
         # 1. artifacts, each written atomically before any row can reference it
         written: list[tuple[str, int | None]] = []
         for d in deltas:
             if d.artifact is not None:      # reuse (a revert re-applies stored deltas): checked in the transaction
                 written.append((d.artifact, None))
                 continue
-            written.append(self._write_artifact(d.tensors, "delta", {
+            state = d.kind == "state"
+            written.append(self._write_artifact(d.tensors, "state" if state else "delta", {
                 "run": run_id, "step": step, "tensor": d.tensor, "kind": d.kind,
-                "base_fingerprint": base_fingerprint}))
+                "base_fingerprint": base_fingerprint, "state": d.payload if state else None}))
         kf_written: list[tuple[str, str, list[int], float, int, int]] = []
         for tname, t in (keyframe or {}).items():
             digest, size = self._write_artifact({tname: t}, "keyframe", {
@@ -330,8 +393,8 @@ class Ledger:
                                              "must name an artifact another version already uses")
                     nbytes = used
                 else:
-                    self._ensure_artifact_row(s, digest, "delta", size)
-                    nbytes = sum(t.numel() * t.element_size() for t in d.tensors.values())
+                    self._ensure_artifact_row(s, digest, "state" if d.kind == "state" else "delta", size)
+                    nbytes = sum(t.numel() * t.element_size() for t in d.tensors.values()) + len(d.payload or "")
                 s.add(DeltaRow(version_id=v.id, position=pos, tensor=d.tensor, kind=d.kind,
                                artifact_digest=digest, shape=[int(x) for x in d.shape], rank=d.rank,
                                norm=float(d.norm), nbytes=int(nbytes), meta=_jsonable(dict(d.meta), "delta meta")))
@@ -348,6 +411,15 @@ class Ledger:
         return v
 
     @staticmethod
+    def _checked_probes(probes: Iterable[ProbeRecord]) -> list[ProbeRecord]:
+        probes = list(probes)
+        for p in probes:
+            if p.against not in PROBE_AGAINST:
+                raise InputError(f"probe {p.suite}/{p.metric}: against={p.against!r}; use one of {', '.join(PROBE_AGAINST)}")
+            _jsonable(p.detail, f"probe {p.suite}/{p.metric} detail")
+        return probes
+
+    @staticmethod
     def _add_probes(s: Session, v: VersionRow, probes: list[ProbeRecord], now: datetime) -> None:
         if probes:
             s.execute(sa.insert(ProbeResultRow.__table__), [
@@ -359,9 +431,17 @@ class Ledger:
                      **fields) -> tuple[RunRow, VersionRow]:
         """Insert a version of ``run_id`` under ``parent_version_id`` (same base model) and flush it."""
         run = self._get(s, RunRow, run_id, "run")
+        self._check_writer(run, now)
+        taken = s.execute(sa.select(VersionRow.id).where(VersionRow.run_id == run_id,
+                                                          VersionRow.step == fields["step"])).scalar_one_or_none()
+        if taken is not None:
+            raise IntegrityError(f"run {run_id} already has a step {fields['step']} (version {taken}); step "
+                                 "numbers are unique within a run. See `editledger log "
+                                 f"{run_id}`; continue from an earlier step with `editledger branch`")
         parent = self._get(s, VersionRow, parent_version_id, "version")
-        assert parent.base_model_id == run.base_model_id, (
-            f"parent version {parent_version_id} belongs to another base model than run {run_id}")
+        if parent.base_model_id != run.base_model_id:
+            raise InputError(f"version {parent_version_id} belongs to another base model than run {run_id}; "
+                             "a run's versions stay on its own base model")
         v = VersionRow(base_model_id=run.base_model_id, run_id=run_id, parent_id=parent_version_id,
                        created_at=now, **fields)
         s.add(v)
@@ -371,7 +451,8 @@ class Ledger:
     def add_marker(self, run_id: int, *, kind: str, parent_version_id: int, step: int,
                    tensor_fingerprints: dict[str, str], note: str) -> VersionRow:
         """A reset or branch marker (no deltas): a version whose weights equal its parent's; moves head."""
-        assert kind in ("reset", "branch"), f"markers are 'reset' or 'branch', not {kind!r}"
+        if kind not in ("reset", "branch"):
+            raise InputError(f"markers are 'reset' or 'branch', not {kind!r}")
         with self._write() as s:
             now = utcnow()
             run, v = self._new_version(s, run_id, parent_version_id, now, step=step, kind=kind,
@@ -393,18 +474,17 @@ class Ledger:
     def set_head(self, run_id: int, version_id: int) -> None:
         with self._write() as s:
             run = self._get(s, RunRow, run_id, "run")
+            now = utcnow()
+            self._check_writer(run, now)
             v = self._get(s, VersionRow, version_id, "version")
             if v.base_model_id != run.base_model_id:
                 raise InputError(f"version {version_id} is a version of another base model; "
                                  f"run {run_id}'s head must stay on base model {run.base_model_id}")
             run.head_version_id = version_id
-            run.updated_at = utcnow()
+            run.updated_at = now
 
     def record_probes(self, version_id: int, probes: Iterable[ProbeRecord]) -> None:
-        probes = list(probes)
-        for p in probes:
-            assert p.against in PROBE_AGAINST, f"probe {p.suite}/{p.metric}: against={p.against!r} not in {PROBE_AGAINST}"
-            _jsonable(p.detail, f"probe {p.suite}/{p.metric} detail")
+        probes = self._checked_probes(probes)
         with self._write() as s:
             v = self._get(s, VersionRow, version_id, "version")
             self._add_probes(s, v, probes, utcnow())
@@ -457,6 +537,41 @@ class Ledger:
                     else:
                         by_v[d.version_id].append(d)
         return [(v, by_v[v.id], kf.get(v.id)) for v in lin]
+
+    # ------------------------------------------------------------------ checkout chain (fast path)
+    # What a checkout reads, as plain tuples from one recursive query (no ORM rows): every version
+    # of the lineage with its parent, deltas in apply order and keyframe, plus the target's
+    # fingerprints. A version never changes once committed (only an unsealed revert gains its
+    # fingerprints, once), so the simulator's session keeps what it read (simulator.checkout).
+    def checkout_chain(self, version_id: int) -> CheckoutChain:
+        """Root (base version) .. ``version_id`` as ``ChainStep``s, and the target's fingerprints."""
+        q, fq = chain_queries()
+        with self.engine.connect() as c:
+            rows = c.execute(q, {"vid": version_id}).all()
+            fps = c.execute(fq, {"vid": version_id}).scalar()
+        if not rows:
+            raise InputError(f"version {version_id} does not exist in this ledger")
+        steps: list[ChainStep] = []
+        cur = None
+        for vid, parent, tensor, kind, digest in rows:
+            if cur is None or cur[0] != vid:
+                cur = (vid, parent, [], {})
+                steps.append(cur)
+            if kind == "keyframe":
+                cur[3][tensor] = digest
+            elif kind is not None:
+                cur[2].append(ChainDelta(tensor, kind, digest))
+        return CheckoutChain([ChainStep(vid, parent, tuple(ds), kf or None) for vid, parent, ds, kf in steps],
+                             dict(fps or {}))
+
+    def version_fingerprints(self, version_id: int) -> dict[str, str]:
+        """The tensor (and method-state) fingerprints recorded for a version; empty while unsealed."""
+        with self.engine.connect() as c:
+            fps = c.execute(chain_queries()[1], {"vid": version_id}).scalar()
+        if fps is None:
+            raise InputError(f"version {version_id} does not exist in this ledger")
+        return dict(fps)
+    # ------------------------------------------------------------------ (end of checkout chain)
 
     def versions(self, run_id: int) -> list[VersionRow]:
         with self._session() as s, _gc_paused():
@@ -511,16 +626,20 @@ class Ledger:
 
     def read_artifact(self, digest: str) -> dict[str, "torch.Tensor"]:
         """The tensors of an artifact, verified against its digest."""
+        return self.read_artifact_with_header(digest)[0]
+
+    def read_artifact_with_header(self, digest: str) -> tuple[dict[str, "torch.Tensor"], dict[str, str]]:
+        """The tensors and header metadata of an artifact, verified against its digest (one read)."""
         try:
-            return self.store.read(digest)
+            return self.store.read_with_header(digest)
         except (ArtifactCorrupt, ArtifactMissing) as e:
-            users = self.versions_using(digest)
+            users = sorted(_fsck.versions_needing(self, {digest}))
             with self.engine.connect() as c:
                 stats = c.execute(sa.select(StatsCacheRow.__table__.c.layer).where(
                     StatsCacheRow.__table__.c.artifact_digest == digest)).scalars().all()
             who = []
             if users:
-                who.append("used by version" + ("s " if len(users) > 1 else " ") + ", ".join(map(str, users[:20]))
+                who.append("needed by version" + ("s " if len(users) > 1 else " ") + ", ".join(map(str, users[:20]))
                            + (" ..." if len(users) > 20 else ""))
             if stats:
                 who.append("holds the statistics of " + ", ".join(stats))
@@ -611,7 +730,8 @@ class Ledger:
             now = utcnow()
             for f in findings:
                 missing = [k for k in ("metric", "score", "summary") if k not in f]
-                assert not missing, f"audit finding {f!r} lacks {missing}"
+                if missing:
+                    raise InputError(f"audit finding {f!r} lacks {missing}")
                 s.add(AuditFindingRow(run_id=run_id, version_id=f.get("version_id"), metric=f["metric"],
                                       score=float(f["score"]), evidence=_jsonable(f.get("evidence", {}), "evidence"),
                                       summary=f["summary"], created_at=now))
@@ -633,34 +753,157 @@ class Ledger:
         return out
 
     def fsck(self, *, progress: bool = True) -> FsckReport:
-        """Hash every artifact file and compare files with rows."""
-        from tqdm import tqdm
+        """Check the database, every row's references, every artifact file and every version's
+        chain; list crash leftovers (see ``ledger.fsck``)."""
+        with translated(self.url):
+            return _fsck.check(self, progress=progress)
 
-        rep = FsckReport()
-        a, d, st = ArtifactRow.__table__.c, DeltaRow.__table__.c, StatsCacheRow.__table__.c
+    def repair(self, report: FsckReport, *, min_age: float = 600.0) -> RepairResult:
+        """Remove unreferenced files and rows, move misplaced artifacts back, mark dead runs
+        interrupted; never deletes anything referenced (see ``ledger.fsck.repair``)."""
+        with translated(self.url):
+            return _fsck.repair(self, report, min_age=min_age)
+
+    # ------------------------------------------------------------------ trained networks (issue 12: MEND)
+    # A method that must be trained before it edits (MEND's hyper-network) keeps the trained network as a
+    # content-addressed artifact (row kind "other", header kind "trained"); every step that edits with it
+    # names its digest in ``stats_used`` and the run's hyper-parameters name it too.
+    def put_trained(self, *, method: str, tensors: dict[str, "torch.Tensor"], meta: dict[str, Any]) -> str:
+        """Store a trained network of ``method``; returns its digest (idempotent on content)."""
+        _jsonable(meta, "trained-network metadata")
+        digest, size = self._write_artifact(tensors, "trained", {"method": method, "meta": json.dumps(meta, sort_keys=True)})
+        with self._write() as s:
+            self._ensure_artifact_row(s, digest, "other", size)
+        return digest
+
+    def trained(self, digest: str) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
+        """(tensors, metadata) of a trained network, verified against its digest."""
+        with self._session() as s:
+            row = s.get(ArtifactRow, digest)
+        if row is None:
+            raise InputError(f"no trained network {digest[:12]}… in this ledger ({self.url}); train one with "
+                             "`editledger --db LEDGER train mend --model NAME --data FILE`")
+        tensors, header = self.read_artifact_with_header(digest)
+        if header.get(f"{META_PREFIX}artifact_kind") != "trained":
+            raise InputError(f"artifact {digest[:12]}… is not a trained network (it is a "
+                             f"{header.get(f'{META_PREFIX}artifact_kind', 'file')} artifact)")
+        return tensors, {"method": header.get(f"{META_PREFIX}method"),
+                         **json.loads(header.get(f"{META_PREFIX}meta", "{}"))}
+
+
+    # ================================================================== TUI read queries
+    # Added on the `tui` branch, kept together for the merge. Read-only; they return plain tuples
+    # from indexed columns (no row objects, no JSON columns), so that the TUI reads a
+    # 10,000-version run in milliseconds.
+    def lineage_ids(self, version_id: int) -> list[tuple[int, int | None, int | None, int, str]]:
+        """(id, parent_id, run_id, step, kind) from the root to ``version_id`` (one recursive query)."""
+        v = VersionRow.__table__
+        anc = sa.select(v.c.id, v.c.parent_id, sa.literal(0).label("depth")).where(v.c.id == version_id) \
+            .cte("anc", recursive=True)
+        anc = anc.union_all(sa.select(v.c.id, v.c.parent_id, (anc.c.depth + 1).label("depth"))
+                            .join(anc, v.c.id == anc.c.parent_id))
+        q = sa.select(v.c.id, v.c.parent_id, v.c.run_id, v.c.step, v.c.kind).join(anc, v.c.id == anc.c.id) \
+            .order_by(anc.c.depth.desc())
         with self.engine.connect() as c:
-            rows = set(c.execute(sa.select(a.digest)).scalars())
-            used = set(c.execute(sa.select(d.artifact_digest).distinct()).scalars()) | \
-                set(c.execute(sa.select(st.artifact_digest).distinct()).scalars())
-        files: dict[str, Path] = {}
-        for p in self.store.iter_files():
-            if p.name.startswith(TMP_PREFIX):
-                rep.temp_files.append(str(p))
-                continue
-            files[p.name.removesuffix(".safetensors")] = p
-        for digest, p in tqdm(sorted(files.items()), desc="fsck", unit="artifact", disable=not progress or len(files) < 200):
-            h = hashlib.sha256()
-            with open(p, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            rep.checked += 1
-            if h.hexdigest() != digest:
-                rep.corrupt.append(digest)
-            if digest not in rows:
-                rep.orphans.append(digest)
-        rep.missing = sorted((rows | used) - set(files))
-        rep.unreferenced_rows = sorted(rows - used)
-        return rep
+            rows = [tuple(r) for r in c.execute(q)]
+        if not rows:
+            raise InputError(f"version {version_id} does not exist in this ledger")
+        return rows
+
+    def metric_values(self, run_id: int, suite: str, metric: str) -> list[tuple[int, int, str, float]]:
+        """(version_id, step, against, value) of one metric over a run, every reference, in
+        (step, version id) order; read from the covering trajectory index."""
+        pr = ProbeResultRow.__table__.c
+        q = sa.select(pr.version_id, pr.step, pr.against, pr.value).where(
+            pr.run_id == run_id, pr.suite == suite, pr.metric == metric).order_by(pr.step, pr.version_id)
+        with self.engine.connect() as c, _gc_paused():
+            return c.execute(q).all()
+
+    def probe_values(self, version_ids: Sequence[int]) -> list[tuple[int, str, str, str, float, int]]:
+        """(version_id, suite, metric, against, value, count) of the versions' probes, without detail."""
+        pr = ProbeResultRow.__table__.c
+        out: list[tuple[int, str, str, str, float, int]] = []
+        ids = list(version_ids)
+        with self.engine.connect() as c:
+            for chunk in range(0, len(ids), 500):   # SQLite's bound-parameter limit
+                q = sa.select(pr.version_id, pr.suite, pr.metric, pr.against, pr.value, pr.count) \
+                    .where(pr.version_id.in_(ids[chunk:chunk + 500])).order_by(pr.version_id, pr.id)
+                out.extend(tuple(r) for r in c.execute(q))
+        return out
+
+    def probe_details(self, version_ids: Sequence[int], suite: str, metric: str,
+                      against: str = "none") -> dict[int, Any]:
+        """version id -> the stored per-prompt detail of one metric (versions without it are absent)."""
+        pr = ProbeResultRow.__table__.c
+        out: dict[int, Any] = {}
+        ids = list(version_ids)
+        with self.engine.connect() as c:
+            for chunk in range(0, len(ids), 500):
+                q = sa.select(pr.version_id, pr.detail).where(
+                    pr.version_id.in_(ids[chunk:chunk + 500]), pr.suite == suite, pr.metric == metric,
+                    pr.against == against)
+                out.update((vid, d) for vid, d in c.execute(q) if d is not None)
+        return out
+
+    def delta_origins(self, digests: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """artifact digest -> (version id, step) of the edit version that first recorded it (a
+        revert re-applies the same artifacts under its own version)."""
+        d, v = DeltaRow.__table__.c, VersionRow.__table__.c
+        out: dict[str, tuple[int, int]] = {}
+        wanted = list(dict.fromkeys(digests))
+        with self.engine.connect() as c:
+            for chunk in range(0, len(wanted), 500):
+                q = sa.select(d.artifact_digest, v.id, v.step).join_from(
+                    DeltaRow.__table__, VersionRow.__table__, d.version_id == v.id).where(
+                    d.artifact_digest.in_(wanted[chunk:chunk + 500]), v.kind == "edit").order_by(v.id)
+                for digest, vid, step in c.execute(q):
+                    out.setdefault(digest, (vid, step))
+        return out
+
+    def run_keyframes(self, run_id: int, tensor: str) -> list[tuple[int, str, float]]:
+        """(version id, artifact digest, ‖W‖_F) of every keyframe of ``tensor`` in the run (a keyframe
+        is the full tensor after that version's deltas; its norm is recorded with it)."""
+        d, v = DeltaRow.__table__.c, VersionRow.__table__.c
+        q = sa.select(v.id, d.artifact_digest, d.norm).join_from(
+            DeltaRow.__table__, VersionRow.__table__, d.version_id == v.id).where(
+            v.run_id == run_id, d.kind == "keyframe", d.tensor == tensor).order_by(v.step, v.id)
+        with self.engine.connect() as c:
+            return [tuple(r) for r in c.execute(q)]
+    def versions_light(self, version_ids: Sequence[int]) -> dict[int, tuple[int | None, int | None, int, str]]:
+        """version id -> (parent_id, run_id, step, kind), without the JSON columns."""
+        v = VersionRow.__table__.c
+        out: dict[int, tuple[int | None, int | None, int, str]] = {}
+        ids = list(dict.fromkeys(version_ids))
+        with self.engine.connect() as c:
+            for chunk in range(0, len(ids), 500):
+                q = sa.select(v.id, v.parent_id, v.run_id, v.step, v.kind).where(v.id.in_(ids[chunk:chunk + 500]))
+                out.update((r[0], tuple(r[1:])) for r in c.execute(q))
+        return out
+
+    def run_light(self, run_id: int) -> tuple[str | None, str, int, int]:
+        """(name, method, start_version_id, head_version_id) of a run, without its config and hparams."""
+        r = RunRow.__table__.c
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(r.name, r.method, r.start_version_id, r.head_version_id)
+                            .where(r.id == run_id)).first()
+        if row is None:
+            raise InputError(f"run {run_id} does not exist in this ledger")
+        return tuple(row)
+    def deltas_light(self, version_ids: Sequence[int]) -> dict[int, list[tuple[str, str, str, list, int | None, float]]]:
+        """version id -> [(tensor, kind, artifact_digest, shape, rank, norm)] of its deltas in apply
+        order (keyframes excluded), without the row objects: a diff across 10,000 versions."""
+        d = DeltaRow.__table__.c
+        out: dict[int, list] = {vid: [] for vid in version_ids}
+        ids = list(out)
+        with self.engine.connect() as c, _gc_paused():
+            for chunk in range(0, len(ids), 500):
+                q = sa.select(d.version_id, d.tensor, d.kind, d.artifact_digest, d.shape, d.rank, d.norm).where(
+                    d.version_id.in_(ids[chunk:chunk + 500]), d.kind != "keyframe").order_by(d.version_id, d.position)
+                for vid, *rest in c.execute(q):
+                    out[vid].append(tuple(rest))
+        return out
+    # ================================================================== end of TUI read queries
 
 
-__all__ = ["Ledger", "RunSummary", "TimelineRow", "FsckReport", "UserError", "IntegrityError"]
+__all__ = ["Ledger", "RunSummary", "TimelineRow", "FsckReport", "RepairResult", "UserError", "IntegrityError",
+           "RunBusy"]

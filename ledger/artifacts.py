@@ -59,10 +59,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 def serialize(tensors: dict[str, "torch.Tensor"], metadata: dict[str, Any] | None = None) -> bytes:
-    """safetensors bytes for ``tensors`` (made contiguous, on CPU) with string header metadata."""
-    from safetensors.torch import save
+    """safetensors bytes for ``tensors`` (made contiguous, on CPU) with string header metadata.
+    No tensors is allowed: a header-only file holds a method state's JSON part."""
+    from safetensors.torch import save  # torch: the ledger opens without it (the TUI); only a writer needs it
 
-    assert tensors, "an artifact needs at least one tensor"
     flat = {}
     seen: set[int] = set()
     for name, t in tensors.items():
@@ -98,6 +98,9 @@ def atomic_write(path: Path, data: bytes, *, prefix: str = ".tmp-", suffix: str 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     try:
+        # mkstemp makes the file 0600; a team's shared ledger needs its artifacts readable like its
+        # database (what the umask allows an ordinary new file)
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -110,6 +113,17 @@ def atomic_write(path: Path, data: bytes, *, prefix: str = ".tmp-", suffix: str 
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)     # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _header_metadata(data: bytes) -> dict[str, str]:
+    (n,) = struct.unpack("<Q", data[:8])
+    return dict(json.loads(data[8:8 + n]).get("__metadata__", {}) or {})
 
 
 class ArtifactStore:
@@ -166,19 +180,21 @@ class ArtifactStore:
         return data
 
     def read(self, digest: str) -> dict[str, "torch.Tensor"]:
-        from safetensors.torch import load
+        return self.read_with_header(digest)[0]
+
+    def read_with_header(self, digest: str) -> tuple[dict[str, "torch.Tensor"], dict[str, str]]:
+        """The tensors and the header metadata, from one verified read."""
+        from safetensors.torch import load  # torch: the ledger opens without it (the TUI); only a reader of tensors needs it
 
         data = self.read_bytes(digest)
         try:
-            return load(data)
+            return load(data), _header_metadata(data)
         except Exception as e:  # digest matched, so the writer stored something that is not safetensors
             raise ArtifactCorrupt(digest, f"artifact {digest} is not a valid safetensors file ({e})") from None
 
     def read_metadata(self, digest: str) -> dict[str, str]:
         """The header metadata (verified like a read)."""
-        data = self.read_bytes(digest)
-        (n,) = struct.unpack("<Q", data[:8])
-        return dict(json.loads(data[8:8 + n]).get("__metadata__", {}))
+        return _header_metadata(self.read_bytes(digest))
 
     # ---- listing
     def iter_files(self) -> Iterator[Path]:
@@ -188,3 +204,5 @@ class ArtifactStore:
         for sub in sorted(self.root.iterdir()):
             if sub.is_dir():
                 yield from sorted(p for p in sub.iterdir() if p.is_file())
+            elif sub.is_file():     # nothing of ours lives at the top: fsck reports it as stray
+                yield sub

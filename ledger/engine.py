@@ -6,6 +6,7 @@ WAL journaling, a busy timeout and foreign keys; these pragmas are the only SQLi
 """
 from __future__ import annotations
 
+import sqlite3
 import json
 import os
 from pathlib import Path
@@ -30,26 +31,63 @@ def resolve(db: str | None) -> tuple[str, Path]:
     if db is None:
         home = _default_home()
         return f"sqlite:///{home / DB_FILENAME}", home
+    if not isinstance(db, str) or "\x00" in db or not db.strip():
+        raise InputError(f"--db {db!r} is not a usable path or URL; use e.g. ./editledger.db or "
+                         "postgresql+psycopg://user@host/dbname")
     if "://" not in db:
-        path = Path(db).expanduser().resolve()
+        path = _sqlite_file(db)
         return f"sqlite:///{path}", path.parent
     try:
         url = make_url(db)
     except Exception as e:
         raise InputError(f"--db {db!r} is neither a SQLAlchemy URL nor a file path ({e}); "
                          "use e.g. ./editledger.db or postgresql+psycopg://user@host/dbname") from None
-    if url.get_backend_name() == "sqlite":
+    backend = url.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise InputError(f"--db {url.render_as_string(hide_password=True)!r}: {backend!r} is not a database "
+                         f"editledger can keep a ledger in; use a SQLite path or URL (sqlite:///x.db) or "
+                         "PostgreSQL (postgresql+psycopg://user@host/dbname)")
+    if backend == "sqlite":
         if url.database in (None, "", ":memory:"):
             return db, _default_home()
-        path = Path(url.database).expanduser().resolve()
+        path = _sqlite_file(url.database)
         return url.set(database=str(path)).render_as_string(hide_password=False), path.parent
     return db, _default_home()
 
 
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _sqlite_file(raw: str) -> Path:
+    try:
+        path = Path(raw).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as e:
+        raise InputError(f"--db {raw!r} is not a usable path ({e})") from None
+    if path.is_dir():
+        raise InputError(f"--db {raw!r} is a directory; give the ledger's file, e.g. {path / DB_FILENAME}")
+    return path
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Refuse, before SQLite touches it, a path that is not a SQLite database (a text file, a
+    directory): SQLite would either fail with a terse message or, for an empty file, use it."""
+    if path.is_dir():
+        raise InputError(f"{path} is a directory, not a ledger file; give e.g. --db {path / DB_FILENAME}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise InputError(f"cannot read the ledger {path}: {e.strerror}; check its permissions") from None
+    if head and head != SQLITE_MAGIC:
+        raise InputError(f"{path} is not a SQLite database (it starts with {head[:16]!r}); point --db at a "
+                         "ledger file, or at a path that does not exist yet to create one")
+
+
 def sqlite_readonly_engine(path: Path) -> sa.Engine:
     """An engine that cannot write (used to inspect a ledger before deciding to touch it)."""
-    import sqlite3
-
     return sa.create_engine("sqlite://", poolclass=sa.pool.NullPool,
                             creator=lambda: sqlite3.connect(f"file:{path}?mode=ro", uri=True,
                                                             timeout=BUSY_TIMEOUT_MS / 1000))
@@ -116,3 +154,6 @@ def make_engine(url: str) -> sa.Engine:
     except ModuleNotFoundError as e:
         raise InputError(f"the database driver for {make_url(url).drivername} is not installed ({e.name}); "
                          "pip install it (e.g. `pip install psycopg[binary]` for postgresql+psycopg)") from None
+    except (sa.exc.NoSuchModuleError, sa.exc.ArgumentError, ValueError, TypeError) as e:
+        raise InputError(f"cannot use the database URL {make_url(url).render_as_string(hide_password=True)!r} "
+                         f"({e}); use e.g. postgresql+psycopg://user@host/dbname") from None

@@ -23,3 +23,13 @@ class SchemaError(UserError):
 class IntegrityError(UserError):
     """Stored data does not match its recorded digest or fingerprint (corrupted artifact, ...)."""
     exit_code = 4
+
+
+class RunBusy(UserError):
+    """Another live process owns the run (``ledger.lease``): one writer per run."""
+    exit_code = 5
+
+
+class ResourceError(UserError):
+    """The environment refuses: a full disk, a read-only ledger, a database that cannot be reached."""
+    exit_code = 1

@@ -9,7 +9,7 @@ job when somebody asks for them.
                      the deltas of every later step in the head's lineage, in order (the same
                      artifacts, not copies): the weights and method state without step S's.
 * branch RUN@S       a new run whose first version is a "branch" marker on the version of step S
-                     (it replays new steps, so it lives in the simulator's replay).
+                     (``branch`` writes the marker; replaying the new steps is the simulator's).
 
 A revert's tensor fingerprints cannot be known without the model, so it is recorded unsealed
 (empty fingerprints); the first checkout computes and seals them, and every later checkout
@@ -45,6 +45,17 @@ def reset(ledger, run_id: int, to_step: int, note: str | None = None):
                              step=_next_step(ledger, run_id),
                              tensor_fingerprints=dict(target.tensor_fingerprints or {}),
                              note=note or f"reset to step {to_step}")
+
+
+def branch(ledger, run_id: int, origin_version_id: int, first_step: int):
+    """Mark where a new run (``run_id``, begun at ``origin_version_id``) leaves its origin: a "branch"
+    version on the origin with the origin's fingerprints, at step ``first_step - 1``; the head moves
+    to it. The new run's steps are then recorded under it."""
+    origin = ledger.version(origin_version_id)
+    where = f"run {origin.run_id} step {origin.step}" if origin.run_id is not None else "the base model"
+    return ledger.add_marker(run_id, kind="branch", parent_version_id=origin.id, step=first_step - 1,
+                             tensor_fingerprints=dict(origin.tensor_fingerprints or {}),
+                             note=f"branch from {where}")
 
 
 def revert(ledger, run_id: int, step: int, note: str | None = None):

@@ -120,6 +120,19 @@ def upgrade(url: str, revision: str = "head", *, engine: sa.Engine | None = None
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+    after = _run(url, command.upgrade, revision, engine)
+    return before, after
+
+
+def downgrade(url: str, revision: str) -> tuple[str | None, str | None]:
+    """Take the ledger at ``url`` back to ``revision`` (tests, and a user going back to an older
+    editledger). Same rules as ``upgrade``: one transaction, foreign keys off on SQLite."""
+    before, _ = current_revision(url)
+    return before, _run(url, command.downgrade, revision, None)
+
+
+def _run(url: str, fn, revision: str, engine: sa.Engine | None) -> str | None:
+    """Run an alembic command as one transaction; returns the revision after it."""
     own = engine is None
     engine = engine if engine is not None else make_engine(url)
     sqlite = is_sqlite(url)
@@ -137,7 +150,12 @@ def upgrade(url: str, revision: str = "head", *, engine: sa.Engine | None = None
             try:
                 cfg = alembic_config(url)
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, revision)
+                # One transaction for the whole chain: alembic commits each SQLite migration on its
+                # own unless the connection is already in a transaction, and a process killed
+                # between two of them left a ledger half-created (at 0002). Now a ledger is either
+                # at its old revision or at the new one.
+                conn.begin()
+                fn(cfg, revision)
                 conn.commit()
             finally:
                 if sqlite:
@@ -146,11 +164,11 @@ def upgrade(url: str, revision: str = "head", *, engine: sa.Engine | None = None
                     bad = raw.execute("PRAGMA foreign_key_check").fetchall()
                     raw.execute("PRAGMA foreign_keys=ON")
             if sqlite and bad:
-                raise SchemaError(f"after upgrading {describe(url)}, foreign keys are broken in {bad[:5]}; "
-                                  "restore the ledger from a backup and report this")
+                raise SchemaError(f"after migrating {describe(url)} to {revision}, foreign keys are broken in "
+                                  f"{bad[:5]}; restore the ledger from a backup and report this")
             after = MigrationContext.configure(conn).get_current_revision()
             conn.rollback()
     finally:
         if own:
             engine.dispose()
-    return before, after
+    return after

@@ -19,9 +19,10 @@ class ProbeRecord:
 
 @dataclass
 class DeltaInput:
-    """One tensor's delta as the ledger stores it (see simulator/deltas.py for the semantics)."""
-    tensor: str                # state-dict name of the tensor it changes
-    kind: str                  # low_rank / dense / sparse / adapter
+    """One tensor's delta as the ledger stores it (see simulator/deltas.py for the semantics), or a
+    step's addition to its method's state (kind "state", ``tensor`` = "@" + method)."""
+    tensor: str                # state-dict name of the tensor it changes, or the state's name
+    kind: str                  # low_rank / dense / sparse / state
     tensors: dict[str, Any]    # the factors: {"u", "v"} / {"delta"} / {"indices", "values"} / adapter state
     shape: tuple[int, ...]     # shape of the tensor it changes
     rank: int | None = None
@@ -29,3 +30,4 @@ class DeltaInput:
     meta: dict[str, Any] = field(default_factory=dict)
     artifact: str | None = None  # digest of an artifact already in the store: reuse it, ``tensors`` unused
                                  # (a revert re-applies later deltas without reading or rewriting them)
+    payload: str | None = None   # state deltas: the JSON part, stored in the artifact's header

@@ -39,10 +39,12 @@ class LedgerTable(SQLModel, registry=registry(metadata=metadata)):
 
 VERSION_KINDS = ("base", "edit", "revert", "reset", "branch")
 RUN_STATUSES = ("running", "done", "failed", "interrupted", "stopped")
-# delta kinds: simulator.deltas.DELTA_KINDS plus "keyframe" (a full copy of a touched tensor)
-DELTA_KINDS = ("low_rank", "dense", "sparse", "adapter", "keyframe")
+# delta kinds: simulator.deltas.DELTA_KINDS, "keyframe" (a full copy of a touched tensor) and "state" (a
+# step's addition to its method's state; its ``tensor`` is the state's name, "@" + method). "adapter" is
+# kept for ledgers written before method state existed (none holds such a row).
+DELTA_KINDS = ("low_rank", "dense", "sparse", "adapter", "keyframe", "state")
 PROBE_AGAINST = ("base", "previous", "none")
-ARTIFACT_KINDS = ("delta", "keyframe", "stats", "other")
+ARTIFACT_KINDS = ("delta", "keyframe", "stats", "other", "state")
 
 
 class MeasuredFloat(sa.TypeDecorator):
@@ -124,6 +126,13 @@ class RunRow(LedgerTable, table=True):
     step_count: int = _col(sa.Integer, nullable=False)          # highest step recorded by record_step
     created_at: datetime = _col(sa.DateTime, nullable=False)
     updated_at: datetime = _col(sa.DateTime, nullable=False)
+    # the run's one writer (a lease): who holds it, since when, last renewed (NULL: nobody). A live
+    # holder on this host is checked by process id and start time, one elsewhere by the renewal time.
+    owner_host: Optional[str] = _col(sa.String(255), nullable=True)
+    owner_pid: Optional[int] = _col(sa.Integer, nullable=True)
+    owner_started: Optional[str] = _col(sa.String(64), nullable=True)   # the process's start time (/proc)
+    owner_token: Optional[str] = _col(sa.String(64), nullable=True)     # random per Ledger instance
+    lease_renewed_at: Optional[datetime] = _col(sa.DateTime, nullable=True)
 
 
 class VersionRow(LedgerTable, table=True):
@@ -131,7 +140,7 @@ class VersionRow(LedgerTable, table=True):
     __tablename__ = "version"
     __table_args__ = (
         sa.CheckConstraint(_in("kind", VERSION_KINDS), name="kind"),
-        sa.Index(None, "run_id", "step"),
+        sa.UniqueConstraint("run_id", "step"),     # one version per step of a run (0005)
         sa.Index(None, "parent_id"),
         sa.Index(None, "base_model_id", "kind"),
     )
@@ -175,7 +184,8 @@ class EditRequestRow(LedgerTable, table=True):
 
 
 class DeltaRow(LedgerTable, table=True):
-    """What one version did to one tensor (or a keyframe: a full copy of a touched tensor)."""
+    """What one version did to one tensor (or a keyframe: a full copy of a touched tensor; or a step's
+    addition to its method's state, kind "state")."""
     __tablename__ = "delta"
     __table_args__ = (
         sa.CheckConstraint(_in("kind", DELTA_KINDS), name="kind"),

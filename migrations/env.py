@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from ledger.engine import make_engine
 from ledger.schema import metadata
 
 config = context.config
@@ -36,8 +37,6 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from ledger.engine import make_engine
-
     engine = make_engine(config.attributes.get("url") or config.get_main_option("sqlalchemy.url"))
     try:
         with engine.connect() as conn:

@@ -20,6 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tqdm import tqdm
+
+from simulator.probes import ProbeRunner
+from simulator.requests import Step
+
 # cumulative metrics and their direction (True: higher is better)
 CUMULATIVE = {
     ("retention", "efficacy_top1"): True,
@@ -184,19 +189,15 @@ def audit_run(ledger, run_id: int) -> list[Finding]:
 
 
 def verify(session, run_id: int, findings: list[Finding], progress: bool = True) -> list[Finding]:
-    """Counterfactual check with the model: rebuild the head without each suspect step's delta,
-    re-measure, and record how much of the degradation that recovers."""
-    from tqdm import tqdm
-
-    from simulator.probes import ProbeRunner
-    from simulator.requests import Step
+    """Counterfactual check with the model: make the head without each suspect step live (through
+    the session: weights and method state, no editor re-run), re-measure, and record how much of the
+    degradation that recovers."""
     led = session.ledger
     run = led.run(run_id)
     cfg = run.config or {}
     steps = [Step.from_dict(d) for d in cfg.get("stream", [])]
     first = int(cfg.get("first_step", 1))
-    lm = session.lm
-    runner = ProbeRunner(lm.model, lm.tokenizer, lm.spec)
+    runner = ProbeRunner(session.view)
     edits = _head_edits(led, run_id)
     if not edits or not steps:
         return findings
@@ -205,30 +206,20 @@ def verify(session, run_id: int, findings: list[Finding], progress: bool = True)
     head_records, _ = runner.measure(step_index=head_idx, steps=steps, reference=cfg.get("reference", {}),
                                      previous=None, final=True)
     for f in tqdm(findings, desc="verifying suspects", disable=not progress):
-        # the head's chain minus the suspect (keyframes after it contain its delta: none are used)
-        links = _full_chain(session, run.head_version_id, skip=f.version_id)
-        session.workspace.materialise(links, None, what=f"head without step {f.step}")
+        session.materialise(run.head_version_id, without={f.version_id})
         recs, _ = runner.measure(step_index=head_idx, steps=steps, reference=cfg.get("reference", {}),
                                  previous=None, final=True)
         suite, metric = f.metric.split(".", 1)
         if f.metric == "retention.forgetting":
             suite, metric = "retention", "efficacy_top1"
-        with_v = _pick(head_records, suite, metric)
-        without_v = _pick(recs, suite, metric)
+        with_v = _plain(head_records, suite, metric)
+        without_v = _plain(recs, suite, metric)
         if with_v is not None and without_v is not None:
             f.evidence["counterfactual"] = {"metric": f"{suite}.{metric}", "head": with_v, "head_without_step": without_v}
     session.checkout(run.head_version_id)
     return findings
 
 
-def _pick(records, suite, metric):
+def _plain(records, suite, metric):
+    """The plain value (against "none") of suite.metric: the counterfactual compares like with like."""
     return next((float(r.value) for r in records if r.suite == suite and r.metric == metric and r.against == "none"), None)
-
-
-def _full_chain(session, version_id: int, skip: int):
-    """The chain with every delta loaded and no keyframes, minus the version ``skip``."""
-    from simulator.checkout import ChainLink
-    from simulator.session import delta_from_row
-    led = session.ledger
-    return [ChainLink(v.id, [delta_from_row(led, r) for r in led.deltas(v.id)]) for v in led.lineage(version_id)
-            if v.id != skip]

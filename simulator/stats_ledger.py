@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from pathlib import Path
 
 from ledger.artifacts import ArtifactStore, atomic_write
 from ledger.errors import UserError
+from simulator.models import cache_root
 from simulator.stats import Corpus, StatsKey, StatsProvider
 
 
@@ -66,39 +66,16 @@ class LedgerStatsCache:
         return digest
 
 
-class SessionStatsProvider(StatsProvider):
-    """Statistics are always taken on the base weights: on a cache miss while the session holds an
-    edited version (a resumed or branched run), check out the base, collect, and come back."""
-
-    def __init__(self, session, corpus: Corpus, progress: bool = True):
-        from simulator.models import cache_root
-        machine = None if os.environ.get("EDITLEDGER_NO_MACHINE_STATS") else cache_root().parent / "stats"
-        super().__init__(session.lm.fingerprint, corpus, LedgerStatsCache(session.ledger, machine), progress)
-        self.session = session
-        self.seconds = 0.0          # time spent collecting (the demo reports it)
-
-    def get(self, model, tokenizer, spec, layer: int):
-        hit = self.cache.get(self.key(model, tokenizer, spec, layer))
-        if hit is not None:
-            return hit
-        t = time.perf_counter()
-        s, here = self.session, self.session.current_version_id
-        if here != s.base_version_id:
-            s.checkout(s.base_version_id)
-        try:
-            return super().get(model, tokenizer, spec, layer)
-        finally:
-            if here != s.base_version_id:
-                s.checkout(here)
-            self.seconds += time.perf_counter() - t
-
-
 def ledger_stats_provider(session, corpus: str = "self", n_tokens: int | None = None,
-                          progress: bool = True, default_tokens: int = 4096) -> SessionStatsProvider:
+                          progress: bool = True, default_tokens: int = 4096) -> StatsProvider:
+    """A provider whose statistics live in the session's ledger (and the machine's copy). It
+    collects only on the base weights (checked against the fingerprint); ``Session.prepare_statistics``
+    collects them before the first edit, so an edit only ever reads them."""
     cfg = session.lm.model.config
     max_pos = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 2048
     # many short sequences sample fast (simulator/stats/corpus.py); leave room for a prefix token
     seq_len = min(Corpus.seq_len, int(max_pos) - 8)
     kind, path = (corpus, None) if corpus in ("self", "wikitext") else ("file", corpus)
     c = Corpus(kind=kind, path=path, n_tokens=n_tokens or default_tokens, seq_len=seq_len)
-    return SessionStatsProvider(session, c, progress)
+    machine = None if os.environ.get("EDITLEDGER_NO_MACHINE_STATS") else cache_root().parent / "stats"
+    return StatsProvider(session.lm.fingerprint, c, LedgerStatsCache(session.ledger, machine), progress)

@@ -91,5 +91,5 @@ def test_verify_rebuilds_the_head_without_each_suspect(tmp_path):
     cf = f.evidence["counterfactual"]
     assert cf["metric"] == "retention.efficacy_top1" and 0.0 <= cf["head_without_step"] <= 1.0
     head = led.version(led.run(run_id).head_version_id)
-    assert s.workspace.fingerprints(head.tensor_fingerprints) == head.tensor_fingerprints
+    assert s.fingerprints == head.tensor_fingerprints
     led.close()

@@ -94,7 +94,7 @@ def test_stats_are_cached_and_recorded(tiny):
 
 
 def test_hparams_loading(tiny, tmp_path):
-    assert set(method_names()) == {"ft", "rome", "memit"}
+    assert {"ft", "rome", "memit"} <= set(method_names())
     hp = load_hparams("rome", tiny.spec)
     assert hp.layer == 1 and hp.clamp_norm_factor == 20.0
     f = tmp_path / "hp.json"
@@ -106,10 +106,20 @@ def test_hparams_loading(tiny, tmp_path):
     f.write_text("{nope")
     with pytest.raises(InputError, match="not valid JSON"):
         load_hparams("rome", tiny.spec, path=str(f))
-    with pytest.raises(InputError, match="unknown method"):
-        load_hparams("kn", tiny.spec)
-    with pytest.raises(InputError):
-        get_editor("kn")
+    with pytest.raises(InputError, match="unknown editing method 'no-such-method'; known: .*rome"):
+        load_hparams("no-such-method", tiny.spec)
+    with pytest.raises(InputError, match="unknown editing method"):
+        get_editor("no-such-method")
+    with pytest.raises(InputError, match="'layer' must be int, got 'x'"):
+        load_hparams("rome", tiny.spec, overrides={"layer": "x"})
+    with pytest.raises(InputError, match="outside the model"):
+        load_hparams("rome", tiny.spec, overrides={"layer": tiny.spec.n_layers})
+    with pytest.raises(InputError, match="'v_lr' must be >= 0"):
+        load_hparams("rome", tiny.spec, overrides={"v_lr": -0.5})
+    with pytest.raises(InputError, match="must be bool"):
+        load_hparams("rome", tiny.spec, overrides={"fast": "yes"})
+    with pytest.raises(InputError, match="'layers' must be list"):
+        load_hparams("memit", tiny.spec, overrides={"layers": [1, "2"]})
     gj = load_hparams("memit", None, overrides=None)
     assert gj.layers == [3, 4, 5, 6, 7, 8] and gj.mom2_update_weight == 15000.0
 

@@ -1,6 +1,7 @@
 """The Ledger API: runs, steps, probes, lineage, trajectories, timeline, statistics, audit."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -23,10 +24,34 @@ def _low_rank(name: str, seed: int, shape=(8, 6)) -> DeltaInput:
                       norm=float(u.double().norm() * v.double().norm()))
 
 
-@pytest.fixture
-def ledger(tmp_path):
-    with Ledger.open(str(tmp_path / "l.db")) as L:
+PG_URL = os.environ.get("EDITLEDGER_TEST_PG_URL")
+
+
+def wipe_pg(url: str) -> None:
+    """Empty the disposable PostgreSQL database the tests were given."""
+    import sqlalchemy as sa
+    engine = sa.create_engine(url)
+    with engine.begin() as c:
+        c.exec_driver_sql("DROP SCHEMA public CASCADE")
+        c.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request, tmp_path, monkeypatch):
+    """The same API tests on SQLite and, where EDITLEDGER_TEST_PG_URL names a server (.ci/run starts
+    one), on PostgreSQL through the same migrations."""
+    if request.param == "sqlite":
+        with Ledger.open(str(tmp_path / "l.db")) as L:
+            yield L
+        return
+    if not PG_URL:
+        pytest.skip("EDITLEDGER_TEST_PG_URL not set (no PostgreSQL server)")
+    monkeypatch.setenv("EDITLEDGER_HOME", str(tmp_path))
+    wipe_pg(PG_URL)
+    with Ledger.open(PG_URL) as L:
         yield L
+    wipe_pg(PG_URL)
 
 
 @pytest.fixture
@@ -144,12 +169,14 @@ def test_batch_step_keyframe_reset_branch_and_revert(ledger, base):
     v2 = ledger.record_step(run.id, step=2, parent_version_id=v1.id, requests=[_req(4)],
                             deltas=[_low_rank("h.0.w", 4)], tensor_fingerprints={}, diagnostics={}, wall_time_s=1.0)
     # reset to v1 (history kept), then revert
-    m = ledger.add_marker(run.id, kind="reset", parent_version_id=v1.id, step=1,
+    m = ledger.add_marker(run.id, kind="reset", parent_version_id=v1.id, step=3,
                           tensor_fingerprints=v1.tensor_fingerprints, note="reset to step 1")
     assert ledger.run(run.id).head_version_id == m.id
-    rv = ledger.record_step(run.id, step=2, parent_version_id=m.id, kind="revert", requests=[], deltas=[],
+    rv = ledger.record_step(run.id, step=4, parent_version_id=m.id, kind="revert", requests=[], deltas=[],
                             tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0, note="revert step 2")
-    assert [v.id for v in ledger.versions(run.id)] == [v1.id, m.id, v2.id, rv.id]
+    assert [v.id for v in ledger.versions(run.id)] == [v1.id, v2.id, m.id, rv.id]
+    with pytest.raises(IntegrityError, match="already has a step 2"):   # step numbers are unique in a run
+        ledger.add_marker(run.id, kind="reset", parent_version_id=v1.id, step=2, tensor_fingerprints={}, note="x")
     assert [v.id for v in ledger.lineage(rv.id)][1:] == [v1.id, m.id, rv.id]
     # a branch: another run continuing from v1
     br = _run(ledger, base, parent_version_id=v1.id, name="branch")
@@ -246,8 +273,12 @@ def test_nan_and_inf_measurements_round_trip(ledger, base):
                            probes=[ProbeRecord("perplexity", "ppl", float("nan"), 8, detail=[{"ppl": float("nan")}]),
                                    ProbeRecord("perplexity", "ppl_base", float("inf"), 8)])
     (p_nan, p_inf) = ledger.probes(v.id)
-    assert math.isnan(p_nan.value) and math.isnan(p_nan.detail[0]["ppl"]) and p_inf.value == float("inf")
-    assert math.isnan(ledger.deltas(v.id)[0].norm) and ledger.version(v.id).diagnostics == {"loss": float("inf")}
+    assert math.isnan(p_nan.value) and p_inf.value == float("inf")
+    if ledger._sqlite:      # JSON on PostgreSQL has no NaN/Infinity: they are stored as null there (ledger/engine.py)
+        assert math.isnan(p_nan.detail[0]["ppl"]) and ledger.version(v.id).diagnostics == {"loss": float("inf")}
+    else:
+        assert p_nan.detail[0]["ppl"] is None and ledger.version(v.id).diagnostics == {"loss": None}
+    assert math.isnan(ledger.deltas(v.id)[0].norm)
     ((step, value),) = ledger.trajectory(run.id, "perplexity", "ppl")
     assert step == 1 and math.isnan(value)
 

@@ -91,7 +91,7 @@ def test_flipped_byte_is_detected_with_a_clear_message(tmp_path):
         L.read_artifact(row.artifact_digest)
     msg = str(e.value)
     assert row.artifact_digest in msg and "corrupted" in msg
-    assert f"used by version {v1.id}]" in msg and "fsck" in msg
+    assert f"needed by versions {v1.id}, {v2.id}]" in msg and "fsck" in msg   # v2 builds on v1's delta
     assert torch.equal(L.read_artifact(L.deltas(v2.id)[0].artifact_digest)["delta"], torch.ones(3, 3))
     rep = L.fsck(progress=False)
     assert rep.corrupt == [row.artifact_digest] and not rep.ok

@@ -97,8 +97,6 @@ def test_newer_schema_is_refused_and_nothing_written(tmp_path):
 
 
 def test_behind_schema_names_the_upgrade_command_and_upgrade_keeps_data(tmp_path, capsys):
-    from alembic import command
-
     from editledger.cli import main
     from ledger import ProbeRecord
 
@@ -111,13 +109,7 @@ def test_behind_schema_names_the_upgrade_command_and_upgrade_keeps_data(tmp_path
         v = L.record_step(run.id, step=1, parent_version_id=run.head_version_id, requests=[], deltas=[],
                           tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0,
                           probes=[ProbeRecord("rewrite", "efficacy_top1", 0.75, 1)])
-    engine = make_engine(url)
-    with engine.connect() as c:   # take the ledger back to the first revision, as an old editledger left it
-        cfg = migrate.alembic_config(url)
-        cfg.attributes["connection"] = c
-        command.downgrade(cfg, "0001")
-        c.commit()
-    engine.dispose()
+    migrate.downgrade(url, "0001")   # take the ledger back to the first revision, as an old editledger left it
     head = migrate.head_revision()
     assert head != "0001" and migrate.current_revision(url)[0] == "0001"
     with pytest.raises(SchemaError) as e:
@@ -184,3 +176,38 @@ def test_sqlite_migrations_run_with_foreign_keys_off_and_the_write_lock(tmp_path
         with L.engine.connect() as c:
             assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1   # back on afterwards
     assert seen == {"fk": 0, "in_tx": True}
+
+
+def test_0005_renumbers_steps_recorded_twice_and_keeps_every_version(tmp_path):
+    """Ledgers written before 0005 by two writers hold duplicate steps: the upgrade keeps the first
+    version of each, gives the others fresh numbers after the run's last step, with a note."""
+    from ledger import ProbeRecord
+
+    path = tmp_path / "dup.db"
+    url = f"sqlite:///{path}"
+    with Ledger.open(str(path)) as L:
+        bm = L.register_base_model("tiny", "t", "a" * 64, {})
+        run = L.begin_run(base_model_id=bm.id, method="rome", hparams={}, stream_name="s", stream_digest="b" * 64,
+                          stream_kind="sequential")
+        v1 = L.record_step(run.id, step=1, parent_version_id=run.head_version_id, requests=[], deltas=[],
+                           tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0)
+        v2 = L.record_step(run.id, step=2, parent_version_id=v1.id, requests=[], deltas=[],
+                           tensor_fingerprints={}, diagnostics={}, wall_time_s=0.0)
+    migrate.downgrade(url, "0004")
+    con = sqlite3.connect(path)        # what two writers did: step 2 again, twice, with a probe each
+    for _ in range(2):
+        cur = con.execute("INSERT INTO version (base_model_id, run_id, parent_id, step, kind, tensor_fingerprints, "
+                          "n_requests, diagnostics, stats_used, wall_time_s, created_at) SELECT base_model_id, run_id, "
+                          "id, 2, 'edit', '{}', 0, '{}', '[]', 0, created_at FROM version WHERE id = ?", (v1.id,))
+        con.execute("INSERT INTO probe_result (version_id, run_id, step, suite, metric, against, value, count, "
+                    "created_at) VALUES (?, ?, 2, 'rewrite', 'efficacy_top1', 'none', 1.0, 1, '2020-01-01')",
+                    (cur.lastrowid, run.id))
+    con.commit()
+    con.close()
+    assert migrate.upgrade(url)[1] == migrate.head_revision()
+    with Ledger.open(str(path)) as L:
+        vs = L.versions(run.id)
+        assert [(v.id, v.step) for v in vs] == [(v1.id, 1), (v2.id, 2), (v2.id + 1, 3), (v2.id + 2, 4)]
+        assert all("renumbered by schema upgrade 0005: step 2" in v.note for v in vs[2:])
+        assert L.trajectory(run.id, "rewrite", "efficacy_top1") == [(3, 1.0), (4, 1.0)]
+        assert L.run(run.id).step_count == 4

@@ -86,14 +86,14 @@ def test_measure_values_against_direct_scoring(tiny, model_copy):
     pt, pa = [c.prob for c in cur[:2]], [c.prob for c in cur[2:]]
     assert val[("neighborhood", "ns", "none")] == sum(a > b for a, b in zip(pt, pa)) / 2
     assert abs(val[("neighborhood", "nm", "none")] - sum(a - b for a, b in zip(pt, pa)) / 2) < 1e-6
-    # NKL over the full vocabulary, computed here from two plain forwards
+    # NKL over the full vocabulary, KL(P_edited || P_base) as CounterFact+, from two plain forwards
     kls = []
     for it in nb:
         ids = torch.tensor(tiny.tokenizer(it.prompt)["input_ids"])[None]
         with torch.no_grad():
             lp = torch.log_softmax(tiny.model(ids).logits[0, -1].double(), -1)
             lq = torch.log_softmax(model_copy(ids).logits[0, -1].double(), -1)
-        kls.append(float((lp.exp() * (lp - lq)).sum()))
+        kls.append(float((lq.exp() * (lq - lp)).sum()))
     assert abs(val[("neighborhood", "nkl", "base")] - sum(kls) / 2) < 1e-6
     b = base_sc.score_one_by_one([(nb[0].prompt, nb[0].target)])[0]
     assert b.argmax is not None
@@ -103,7 +103,7 @@ def test_schedule_and_general(tiny, model_copy):
     steps = [_step("Eiffel Tower", " Rome", " Paris"), _step("Colosseum", " Tokyo", " Rome")]
     g = GeneralSets.builtin()
     g.qa, g.reasoning, g.summarization = g.qa[:2], g.reasoning[:1], g.summarization[:1]
-    g.qa_tokens = g.reasoning_tokens = g.summary_tokens = g.fluency_tokens = 4
+    g.fluency_tokens = 4
     cfg = ProbeConfig(every={"perplexity": 0, "downstream": 2, "fluency": 0, "paraphrase": 2})
     runner = ProbeRunner(model_copy, tiny.tokenizer, tiny.spec, cfg, general=g, progress=False)
     ref = runner.reference(steps)
@@ -116,9 +116,9 @@ def test_schedule_and_general(tiny, model_copy):
     got = {(r.suite, r.metric, r.against) for r in r2}
     for need in [("perplexity", "ppl", "none"), ("perplexity", "ppl", "base"), ("downstream", "qa_em", "none"),
                  ("downstream", "sentiment_acc", "base"), ("downstream", "reasoning_solve", "none"),
-                 ("downstream", "summarization_rougeL", "none"), ("downstream", "piqa_acc", "none"),
+                 ("downstream", "summarization_rougeL", "none"), ("other_task", "accuracy", "none"),
                  ("fluency", "ngram_entropy", "none"), ("paraphrase", "generalization_top1", "none")]:
         assert need in got, f"missing {need}"
     ppl = next(r for r in r2 if (r.suite, r.metric, r.against) == ("perplexity", "ppl", "base"))
     assert abs(ppl.value - (next(r.value for r in r2 if (r.suite, r.metric, r.against) == ("perplexity", "ppl", "none"))
-                            - ref["general"]["perplexity"]["ppl"])) < 1e-9
+                            - ref["base_metrics"]["perplexity.ppl"])) < 1e-9

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from ledger import Ledger
+from ledger.history import reset, revert, version_at
+from simulator.deltas import EditResult, TensorDelta
 from simulator.replay import ReplayOptions, Replayer
 from simulator.requests import STREAM_KINDS
-from ledger.history import reset, revert, version_at
-from simulator.session import Session, delta_from_row
+from simulator.session import Session
 
 FAST = dict(stats_tokens=256, keyframe_every=3, progress=False, general="none")
 
@@ -117,8 +118,7 @@ def test_reset_revert_branch(tmp_path):
     assert led.run(run_id).head_version_id == marker.id
     assert head_before in [x.id for x in led.versions(run_id)]
     s.checkout(marker.id)
-    want = s.workspace.fingerprints(v[2].tensor_fingerprints)
-    assert want == v[2].tensor_fingerprints
+    assert s.fingerprints == v[2].tensor_fingerprints
 
     # revert step 2 of the original head: base + d1 + d3 + d4, applied by hand on a fresh model
     led.set_head(run_id, head_before)
@@ -128,7 +128,7 @@ def test_reset_revert_branch(tmp_path):
     by_hand = Session.open(led, "tiny-gptj", device="cpu", progress=False)
     for st in (1, 3, 4):
         for row in led.deltas(v[st].id):
-            by_hand.workspace.apply(delta_from_row(led, row))
+            by_hand.apply("rome", EditResult([TensorDelta(row.tensor, row.kind, led.read_artifact(row.artifact_digest))]))
     for name, p in s.lm.model.named_parameters():
         assert torch.equal(p, dict(by_hand.lm.model.named_parameters())[name]), name
     assert led.version(rv.id).tensor_fingerprints, "the first checkout seals a revert's fingerprints"
@@ -173,9 +173,9 @@ def test_ten_step_replay_records_full_probe_set_and_report_renders_from_ledger(t
 
 
 def test_statistics_are_recorded_in_each_ledger_and_reused_across_ledgers(tmp_path, monkeypatch):
-    import simulator.models
     import simulator.stats.second_moment as sm
-    monkeypatch.setattr(simulator.models, "cache_root", lambda: tmp_path / "machine" / "models")
+    import simulator.stats_ledger
+    monkeypatch.setattr(simulator.stats_ledger, "cache_root", lambda: tmp_path / "machine" / "models")
     stream = _stream("sequential", 2)
     a, _, ra = _replay(tmp_path, stream, "a.db")
     used_a = {d for v in a.versions(ra) for d in v.stats_used}

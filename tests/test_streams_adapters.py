@@ -68,8 +68,8 @@ def test_counterfact_rome_first_record():
     dn = items(r, "distract")[0]  # the edit sentence, then a neighbour's prompt
     assert dn.prompt == "The mother tongue of Danielle Darrieux is English. The mother tongue of Léon Blum is"
     assert (dn.target, dn.alt) == (" French", " English")
-    at = items(r, "attribute")[0]
-    assert (at.prompt, at.target) == ("J.\u00a0R.\u00a0R. Tolkien is a native speaker of", " English")
+    # ROME's attribute_prompts ask about other subjects, not other attributes of this one: not OA
+    assert "attribute" not in r.probes[0]
 
 
 @needs_data
@@ -116,7 +116,25 @@ def test_mquake_first_case():
     hops = [p for p in mh if p.meta["kind"] == "hop"]
     assert len(qs) == 3 and len(hops) == 4
     assert (qs[0].target, qs[0].alt) == (" Arabic", " English") and " Arabic language" in qs[0].answers
-    assert (hops[0].prompt, hops[0].target) == ("Hey Jude was performed by", " Madonna")
+    # MQuAKE's official few-shot prompt (found next to the file) before "Q: ... A:"
+    demos = (DATA / "mquake/official_prompts/multihop-prompts.txt").read_text("utf-8").strip()
+    assert qs[0].prompt == demos + "\nQ: " + json.loads((DATA / FILES["mquake"]).read_text())[0]["questions"][0] + " A:"
+    assert {q.meta["prompting"] for q in qs} == {"few-shot"}
+    # every hop of MQuAKE-hard is edited: asked as its cloze statement (MQuAKE's setup for edited facts)
+    assert (hops[0].prompt, hops[0].target, hops[0].meta["prompting"]) == ("Hey Jude was performed by", " Madonna", "cloze")
+
+
+@needs_data
+def test_mquake_prompts_required_or_zero_shot_on_request(tmp_path):
+    lone = tmp_path / "mq.json"
+    lone.write_text((DATA / FILES["mquake"]).read_text("utf-8"))
+    with pytest.raises(InputError, match="--mquake-prompts zero-shot"):
+        read_benchmark(lone)
+    zs = read_benchmark(lone, mquake_prompts="zero-shot")[0]
+    q = next(p for p in items(zs, "multihop", 3) if p.meta["kind"] == "question")
+    assert q.prompt.startswith("Q: ") and q.prompt.endswith(" A:") and q.meta["prompting"] == "zero-shot"
+    again = read_benchmark(lone, mquake_prompts=DATA / "mquake/official_prompts")[0]
+    assert items(again, "multihop", 3)[0].prompt.startswith("Q: What is the country where The Rotunda")
 
 
 @needs_data
@@ -128,18 +146,28 @@ def test_conflictedit_cases():
         ("Francisco de Goya", " landscape with fighting bulls", " The Second of May 1808")
     assert (e2.subject, e2.prompt, e2.target_new, e2.target_old) == \
         ("landscape with fighting bulls", "The creater of {} is", " Richard Strauss", " Francisco de Goya")
-    # k_o = (Goya, notable work, landscape), k_n = (Strauss, notable work, landscape), both read through
-    # the reverse relation on o2: target = k_n's object, alt = k_o's, on one prompt (second step only)
+    # evaluate_conflictedit.py (explicit): k_o = edit 1's fact through edit 1's prompt, k_n = edit 2's
+    # fact through edit 2's prompt, each also through the relation's templates in conflict_prompts.json
     assert "conflict" not in r.probes[0]
     c = items(r, "conflict", 1)
-    assert (c[0].prompt, c[0].target, c[0].alt) == \
-        ("The creater of landscape with fighting bulls is", " Richard Strauss", " Francisco de Goya")
-    assert len(c) > 1 and all(p.target == " Richard Strauss" for p in c)  # + conflict_prompts.json templates
+    ko = [p for p in c if p.meta["fact"] == "k_o"]
+    kn = [p for p in c if p.meta["fact"] == "k_n"]
+    templates = json.loads((DATA / "conflictedit/GPT-J/conflict_prompts.json").read_text("utf-8"))
+    assert len(ko) == 1 + len(templates["P800"]) and len(kn) == 1 + len(templates["P170"])
+    assert (ko[0].prompt, ko[0].target) == ("The notable work of Francisco de Goya is", " landscape with fighting bulls")
+    assert (kn[0].prompt, kn[0].target) == ("The creater of landscape with fighting bulls is", " Richard Strauss")
+    assert ko[1].prompt == templates["P800"][0].replace("{}", "Francisco de Goya").rstrip()
+    assert all(p.alt is None for p in c)
     r = records("conflictedit-composite")[0]
-    k = items(r, "conflict", 1)[0]
-    assert (k.prompt, k.target, k.alt) == ("The citizenship of Irwin Cotler is", " Republic of Ireland", " Hungary")
-    tied = items(r, "tied_fact", 1)[0]
-    assert (tied.prompt, tied.target) == ("Irwin Cotler held the position of", " member of the House of Commons of Canada")
+    c = items(r, "conflict", 1)
+    ko = next(p for p in c if p.meta["fact"] == "k_o")
+    kn = next(p for p in c if p.meta["fact"] == "k_n")
+    assert (ko.prompt, ko.target) == ("The jurisdiction of member of the House of Commons of Canada is", " Hungary")
+    assert (kn.prompt, kn.target) == ("The citizenship of Irwin Cotler is", " Republic of Ireland")
+    tied = items(r, "tied_fact", 1)
+    assert (tied[0].prompt, tied[0].target) == ("Irwin Cotler held the position of",
+                                                " member of the House of Commons of Canada")
+    assert len(tied) == 1 + len(templates["P39"]) and {t.meta["fact"] for t in tied} == {"k_f"}
     r = records("conflictedit-coverage")[0]
     assert r.native == "coverage_conflict"
     assert [q.target_new for q in r.requests] == [" Ludwig Cromme", " Heinz Prüfer"]
@@ -152,11 +180,16 @@ def test_roundedit_case_and_round_stream():
     (req,) = r.requests
     assert (req.subject, req.prompt, req.target_new, req.target_old) == \
         ("Human World Tour", "{} is located in", " Château de Chantilly", " North America")
-    assert items(r, "paraphrase")  # from round_prompts.json next to the file
+    templates = json.loads((DATA / "roundedit/GPT-J/round_prompts.json").read_text("utf-8"))[req.relation]
+    assert r.round_prompts == tuple(t.rstrip().replace("{}", "Human World Tour") for t in templates)
+    assert items(r, "paraphrase")  # the same templates, as paraphrases of the edit
     s = make_stream("round", [r], n=1, seed=0)
     fwd, back = s.steps
-    assert fwd.probes["round"][0].choices == r.objects and fwd.probes["round"][0].label is None
-    assert back.probes["round"][0].target == " North America" and back.probes["round"][0].label == 0
+    assert "round" not in fwd.probes
+    rnd = back.probes["round"]
+    assert [i.prompt for i in rnd] == [req.text, *r.round_prompts]
+    assert all((i.choices, i.label, i.target, i.alt) == (r.objects, 0, " North America", " Château de Chantilly")
+               for i in rnd)
     assert back.requests[0].target_new == " North America"
 
 

@@ -71,13 +71,20 @@ def test_demo_stream(tmp_path):
         assert r.target_new != r.target_old
     for s in steps[:6] + steps[8:]:
         assert s.requests[0].case_id in ok  # only facts that pass the check
-    assert fwd.probes["round"] and back.probes["round"][0].target == fwd.requests[0].target_old
+    rnd = back.probes["round"]     # o1 (target) against o* (alt) over Obj, on the edit prompt and paraphrases
+    assert "round" not in fwd.probes and [i.prompt for i in rnd][0] == fwd.requests[0].text and len(rnd) > 1
+    assert (rnd[0].target, rnd[0].alt) == (fwd.requests[0].target_old, fwd.requests[0].target_new)
+    assert rnd[0].choices[rnd[0].label] == fwd.requests[0].target_old and rnd[0].alt not in rnd[0].choices
     assert steps[0].probes["distract"][0].prompt.startswith(steps[0].requests[0].text + steps[0].requests[0].target_new + ". ")
     assert "distract" in fwd.probes and "distract" not in back.probes  # it would quote the forward edit
-    c = steps[7].probes["conflict"][0]  # k_n's object against k_o's, through the reverse relation
+    # k_o: the first edit's own fact through its own prompts; k_n: the second edit's
     assert "conflict" not in steps[6].probes
-    assert (c.prompt, c.target, c.alt) == (steps[7].requests[0].text, steps[7].requests[0].target_new,
-                                           " " + steps[6].requests[0].subject)
+    c = steps[7].probes["conflict"]
+    ko = [i for i in c if i.meta["fact"] == "k_o"]
+    kn = [i for i in c if i.meta["fact"] == "k_n"]
+    assert (ko[0].prompt, ko[0].target) == (steps[6].requests[0].text, steps[6].requests[0].target_new)
+    assert (kn[0].prompt, kn[0].target) == (steps[7].requests[0].text, steps[7].requests[0].target_new)
+    assert len(ko) > 1 and len(kn) > 1       # + the relations' paraphrases (the conflict templates)
     assert demo_stream() == steps  # deterministic
     p = tmp_path / "demo.jsonl"
     save_stream(demo(), p)
@@ -108,13 +115,18 @@ def test_builtin_composite_and_multihop_cases():
     city_edit, landmark_edit = comp.requests
     tied = comp.probes[1]["tied_fact"][0]
     assert tied.target.strip() == city_edit.subject  # (s1, r, s2): the landmark lies in the edited city
-    k = comp.probes[1]["conflict"][0]
-    assert (k.target, k.alt) == (landmark_edit.target_new, city_edit.target_new)  # k_n, k_o
-    assert k.prompt == landmark_edit.text and "conflict" not in comp.probes[0]
+    assert {t.meta["fact"] for t in comp.probes[1]["tied_fact"]} == {"k_f"}
+    c = comp.probes[1]["conflict"]
+    ko = next(i for i in c if i.meta["fact"] == "k_o")
+    kn = next(i for i in c if i.meta["fact"] == "k_n")
+    assert (ko.prompt, ko.target) == (city_edit.text, city_edit.target_new)
+    assert (kn.prompt, kn.target) == (landmark_edit.text, landmark_edit.target_new)
+    assert "conflict" not in comp.probes[0]
     mh = synthesize("multihop", None, seed=0)
     two = next(r for r in mh if len(r.requests) == 2)
     q = next(p for p in two.probes[-1]["multihop"] if p.meta["kind"] == "question")
     assert q.target == two.requests[1].target_new  # the chain ends at the second edit's new country
+    assert q.meta["prompting"] == "zero-shot"      # a cloze, not MQuAKE's few-shot questions
     assert two.requests[1].subject == two.requests[0].target_new.strip()
 
 

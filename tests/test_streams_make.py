@@ -60,9 +60,13 @@ def test_round_pairs_swap_targets_and_build_object_set():
     assert (b.subject, b.prompt, b.target_new, b.target_old) == (r.subject, r.prompt, r.target_old, r.target_new)
     assert back.probes["rewrite"][0].target == r.target_old and back.probes["rewrite"][0].alt == r.target_new
     assert back.probes["paraphrase"][0].target == r.target_old
-    objs = fwd.probes["round"][0].choices
+    assert "round" not in fwd.probes            # the round items ride on the back step
+    rnd = back.probes["round"]
+    # the edit prompt, then its paraphrase (records without round templates average over paraphrases)
+    assert [i.prompt for i in rnd] == [r.text, fwd.probes["paraphrase"][0].prompt]
+    objs = rnd[0].choices
     assert objs[0] == r.target_old and len(objs) == 4 and r.target_new not in objs  # o1 + 3 same-relation objects
-    assert back.probes["round"][0].label == 0 and fwd.probes["round"][0].target == r.target_new
+    assert all((i.target, i.alt, i.label, i.choices) == (r.target_old, r.target_new, 0, objs) for i in rnd)
 
 
 def test_conflict_kinds_need_native_cases():

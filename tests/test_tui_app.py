@@ -1,31 +1,18 @@
-"""Drive the TUI with Pilot through every screen and both actions on a ledger built here,
-asserting on what is shown."""
+"""Drive the TUI with Pilot through every screen and both writes on the sample ledger
+(tests/ledger_fixtures.py), asserting on what is shown."""
 from __future__ import annotations
 
-import asyncio
-import functools
 import shutil
-import subprocess
-import sys
 
 import pytest
+import torch
 
-from tui.app import EditLedgerApp
+from ledger import Ledger
+from ledger.errors import InputError
+from ledger.records import DeltaInput, ProbeRecord
+from ledger_fixtures import FAILED_STEP, FORGET_STEP, build_sample_ledger
 from tui.data import LedgerData
-from tui.testing import build_sample_ledger
-from tui.widgets.lazy_table import LazyTable
-
-
-def run_async(test):
-    """Run an async test with asyncio.run (no async pytest plugin needed); pytest still sees the
-    test's fixtures through functools.wraps."""
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(test(*args, **kwargs))
-    return wrapper
-
-
-SIZE = (100, 30)
+from tui_pilot import SIZE, column, make_app, run_async, settle, shown, table, text_of, title
 
 
 @pytest.fixture(scope="module")
@@ -43,100 +30,99 @@ def ledger_copy(sample, tmp_path):
     return str(tmp_path / "l" / "ledger.db"), ids
 
 
-async def settle(pilot) -> None:
-    """Let the app process its messages and finish its workers (the timeline's Δ columns)."""
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-def make_app(db: str, run_id=None) -> EditLedgerApp:
-    return EditLedgerApp(LedgerData.open(db, label="ledger.db"), run_id, poll_interval=0)
-
-
-def table(app, selector="#main") -> LazyTable:
-    return app.screen.query_one(selector, LazyTable)
-
-
-def shown(app, selector="#main") -> list[list[str]]:
-    t = table(app, selector)
-    return [t.cell_texts(i) for i in range(len(t.rows))]
-
-
-def text_of(app, selector) -> str:
-    return str(app.screen.query_one(selector).render())
-
-
-def title(app) -> str:
-    return text_of(app, "#title")
-
-
-def test_tui_app_does_not_import_torch():
-    code = "import sys, tui.app, tui.data; assert 'torch' not in sys.modules, 'tui imported torch'"
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
 @run_async
-async def test_runs_screen_lists_runs_filter_sort(sample):
+async def test_runs_screen_shows_what_each_run_did(sample):
     root, ids = sample
     app = make_app(str(root / "ledger.db"))
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         rows = shown(app)
         assert [r[0] for r in rows] == ["run-1", "run-2"]
-        r1 = rows[0]
-        # steps: the ledger's highest recorded step (12 edits, then the revert recorded as step 13)
-        assert r1[1:6] == ["tiny-gptj", "ROME", "counterfact-12.jsonl", "13", "done"]
+        # steps: the highest recorded step (12 edits, then the revert recorded as step 13)
+        assert rows[0][1:6] == ["tiny-gptj", "ROME", "counterfact-12.jsonl", "13", "done"]
         assert rows[1][2] == "MEMIT" and rows[1][5] == "interrupted"
         header = [c.label for c in table(app).columns]
-        assert header[6:9] == ["rw.eff", "nb.ns", "para.e"]       # headline metrics, discovered
+        assert header[6:9] == ["ok", "held", "ppl×"]
+        # run 1: step 5's edit failed, so 11 of 12 took (not the last step's efficacy, which is 1)
+        assert rows[0][6] == "11/12" and rows[1][6] == "12/12"
+        # run 2's head is step 12, measured: ppl 22.487 against the base's 18.0 from the run's reference
+        ppl = app.data.ledger.trajectory(ids["runs"][1]["id"], "perplexity", "ppl", against="none")
+        assert rows[1][8] == f"{ppl[-1][1] / 18.0:.2f}×"
+        # run 1's head is a reset to step 2: no perplexity measured on its line, so none is claimed
+        assert rows[0][8] == "–" and rows[0][7] == "1.00"
         assert header[9] == "ppl"                                 # the sparkline's metric
-        assert len(r1[9]) == 8 and set(r1[9]) <= set("▁▂▃▄▅▆▇█")
+        assert len(rows[1][9]) == 4 and set(rows[1][9]) <= set("▁▂▃▄▅▆▇█")   # base + steps 4, 8, 12
+        legend = text_of(app, "#legend")
+        assert "ok: edits that took" in legend and "ppl×: perplexity at the head ÷ the base's" in legend
         assert "2 runs" in title(app)
-        # filter with /
-        await pilot.press("slash")
-        await pilot.press(*"memit")
-        await pilot.press("enter")
+        await pilot.press("slash", *"memit", "enter")
         assert [r[0] for r in shown(app)] == ["run-2"]
         assert "filter: memit" in title(app) and "1 of 2 runs" in title(app)
         await pilot.press("escape")                               # clears the filter
         assert len(shown(app)) == 2
-        # sort: s cycles id -> updated -> model -> method; S reverses
+        await pilot.press("slash", *"ok<1", "enter")              # a field comparison
+        assert [r[0] for r in shown(app)] == ["run-1"]
+        await pilot.press("escape")
+        # s sorts by the next column, S reverses
         await pilot.press("s", "s", "s")
-        assert "sort: method" in title(app)
+        assert "sort: method ↑" in title(app)
         assert [r[2] for r in shown(app)] == ["MEMIT", "ROME"]
         await pilot.press("S")
-        assert [r[2] for r in shown(app)] == ["ROME", "MEMIT"]
+        assert [r[2] for r in shown(app)] == ["ROME", "MEMIT"] and "sort: method ↓" in title(app)
 
 
 @run_async
-async def test_timeline_shows_versions_graph_and_flags(sample):
+async def test_timeline_rows_graph_and_harm(sample):
     root, ids = sample
+    run1 = ids["runs"][0]
     app = make_app(str(root / "ledger.db"))
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("enter")                                # run-1 is under the cursor
         await settle(pilot)
         rows = shown(app)
-        cols = [c.key for c in table(app).columns]
-        step, kind, edit, eff, flags = (cols.index(k) for k in ("step", "kind", "edit", "eff", "flags"))
-        # base + 12 edits + the revert of step 3 + the reset to step 2
-        assert len(rows) == 15
+        step, kind, edit, eff, ret, flags = (column(app, k) for k in ("step", "kind", "edit", "eff", "ret", "flags"))
+        assert len(rows) == 15                                    # base + 12 edits + revert + reset
         assert rows[0][kind] == "base" and rows[0][0] == "○"
         assert rows[1][edit] == "Eiffel Tower: Paris → Rome" and rows[1][eff] == "1.00"
-        assert rows[7][step] == "7" and "⚑ppl" in rows[7][flags] and "⚑ns" in rows[7][flags]
-        assert rows[13][kind] == "revert" and rows[13][0].endswith("◆") and "├" in rows[13][0]
-        assert rows[14][kind] == "reset" and rows[14][0].endswith("◉") and "HEAD" in rows[14][flags]
-        assert "revert step 3" in rows[13][edit] and rows[14][edit] == "reset to step 2"
-        # Δppl of step 7 = ppl(7) - ppl(6), from the ledger's own probes
-        led = app.data.ledger
-        traj = dict(led.trajectory(ids["runs"][0]["id"], "perplexity", "ppl", against="none"))
-        dppl = cols.index("perplexity/ppl")
-        assert rows[7][dppl] == f"+{traj[7] - traj[6]:.3f}"
-        # the cursor starts on the newest version; filtering keeps matching rows only
-        assert table(app).cursor_row == 14
+        # harm at a glance: the failed edit, the forgetting step, the audit's flags naming their suite
+        assert rows[FAILED_STEP][eff] == "0.00" and "✗failed" in rows[FAILED_STEP][flags]
+        assert "forgot 2" in rows[FORGET_STEP][flags] and rows[FORGET_STEP][ret] == "0.67"
+        assert "⚑ppl" in rows[7][flags] and "⚑nb.ns" in rows[7][flags]
+        assert "⚑forgetting" in rows[FORGET_STEP][flags]
+        # the reset and the revert are linked to the versions they go back to (both children of step 2)
+        assert rows[2][0] == "●─┬─╮"
+        assert rows[13][kind] == "revert" and rows[13][0] == "  ◆ │" and f"↖ v{run1['versions'][1]} (step 2)" in rows[13][edit]
+        assert rows[14][kind] == "reset" and rows[14][0] == "    ◉" and "HEAD" in rows[14][flags]
+        # the title counts edits (not the marker steps) and names the head and the run's harm
+        t = title(app)
+        assert "12 edits" in t and f"head v{ids['reset']} = step 14 (reset)" in t
+        assert f"1 failed (step {FAILED_STEP})" in t and f"forgetting from step {FORGET_STEP}" in t
+        assert table(app).cursor_row == 14                        # the newest version first in view
         await pilot.press("slash", *"lyon", "enter")
         assert [r[edit] for r in shown(app)] == ["Lyon: Beirut → Manila"]
+
+
+@run_async
+async def test_timeline_delta_columns_compare_the_same_prompts(sample):
+    """Δnb.ns is the neighbourhood score's change on the step's own prompts (the comparison the
+    probes stored), not the difference of two steps' scores on different prompts; Δppl is the
+    change since the previous measurement (every 4 steps, the base's value first)."""
+    root, ids = sample
+    run1 = ids["runs"][0]
+    app = make_app(str(root / "ledger.db"), run_id=run1["id"])
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        rows, led = shown(app), app.data.ledger
+        dns, dppl = column(app, "neighborhood/ns"), column(app, "perplexity/ppl")
+        for step in (3, 7):
+            stored = [p.value for p in led.probes(run1["versions"][step - 1], "neighborhood")
+                      if p.metric == "ns" and p.against == "previous"][0]
+            assert rows[step][dns] == f"{'+' if stored > 0 else '−'}{abs(stored):.3f}"
+        ppl = dict(led.trajectory(run1["id"], "perplexity", "ppl", against="none"))
+        assert rows[4][dppl] == f"+{ppl[4] - 18.0:.3f}"          # the first measurement, against the base
+        assert rows[8][dppl] == f"+{ppl[8] - ppl[4]:.3f}"         # then against the previous measurement
+        assert rows[5][dppl] == "·"                              # not measured at step 5
 
 
 @run_async
@@ -146,41 +132,58 @@ async def test_detail_screen_request_deltas_probes(sample):
     app = make_app(str(root / "ledger.db"), run_id=run1["id"])
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        t = table(app)
-        t.move_to(7)                                              # step 7
+        table(app).move_to(7)                                     # step 7
         await pilot.press("enter")
         await settle(pilot)
         body = text_of(app, "#edit-text")
         assert "subject   Lyon" in body and "old → new Beirut → Manila" in body
         assert "Method    ROME" in body and "clamp_norm_factor" in body
-        # the step's probe items come from the stream the run keeps in its config
         assert "Probes of this step (2 items" in body
         assert "In short, Lyon is a twin city of → Manila  (not Beirut)" in body
         assert f"checkout {run1['id']}@7 --export" in body
+        assert "Audit findings on this step (2)" in body and "⚑ perplexity.ppl" in body
+        assert text_of(app, "#outcome").startswith("✓ edit took") and "⚑ 2 audit findings" in text_of(app, "#outcome")
         await pilot.press("2")
+        await settle(pilot)
         d = shown(app, "#delta-table")
-        assert d == [["1", "transformer.h.1.mlp.fc_out.weight", "low_rank", "8×6", "1",
-                      d[0][5], "56 B"]]
         stored = app.data.ledger.deltas(run1["versions"][6])[0]
-        assert d[0][5] == f"{stored.norm:.4f}"
+        assert d[0][:6] == ["1", "transformer.h.1.mlp.fc_out.weight", "7", "low_rank", "8×6", "1"]
+        assert d[0][6] == f"{stored.norm:.4f}" and d[0][9] == "56 B"
         await pilot.press("3")
         p = shown(app, "#probe-table")
-        ppl = next(r for r in p if r[1] == "ppl")
         led = app.data.ledger
-        here = [x for x in led.probes(run1["versions"][6]) if x.metric == "ppl"][0].value
-        prev = [x for x in led.probes(run1["versions"][5]) if x.metric == "ppl"][0].value
-        base = [x for x in led.probes(ids["base"]) if x.metric == "ppl"][0].value
-        # no stored comparison for ppl: vs base / vs prev are differences computed from plain values
-        assert ppl[2:5] == [f"{here:.3f}", f"+{here - base:.3f}", f"+{here - prev:.3f}"]
-        # NKL is stored against the base only: shown as stored
+        ns_row = next(r for r in p if r[1] == "ns")
+        rows = {x.against: x.value for x in led.probes(run1["versions"][6]) if x.metric == "ns"}
+        assert ns_row[2:5] == [f"{rows['none']:.3f}", f"−{-rows['base']:.3f}", f"−{-rows['previous']:.3f}"]
         nkl_row = next(r for r in p if r[1] == "nkl")
         nkl = [x for x in led.probes(run1["versions"][6]) if x.metric == "nkl"][0]
         assert nkl.against == "base" and nkl_row[2:5] == ["–", f"{nkl.value:.3f}", "–"]
-        assert "p_new=" in text_of(app, "#probe-detail")          # per-prompt detail of the first row
+        assert "p=" in text_of(app, "#probe-detail")              # per-prompt detail of the first row
         await pilot.press("x")
         assert f"checkout {run1['id']}@7" in text_of(app, "#dialog-message")
         await pilot.press("escape", "escape")
         assert type(app.screen).__name__ == "TimelineScreen"
+
+
+@run_async
+async def test_weight_norms_from_keyframes_against_torch(sample):
+    """‖W‖ of the tensor each delta was applied to, from the keyframe of step 4 or 8 (forwards
+    or backwards), equals W0 plus the deltas before the step, in float64."""
+    root, ids = sample
+    run1 = ids["runs"][0]
+    name = "transformer.h.1.mlp.fc_out.weight"
+    data = LedgerData.open(str(root / "ledger.db"))
+    w = run1["weights"][name].double().clone()
+    expected = {}
+    for step, vid in enumerate(run1["versions"], start=1):
+        expected[step] = w.norm().item()                          # the weights before this step's delta
+        f = data.ledger.read_artifact(data.ledger.deltas(vid)[0].artifact_digest)
+        w += f["u"].double() @ f["v"].double().T
+    for step in (1, 3, 4, 6, 12):
+        vid = run1["versions"][step - 1]
+        got = data.weight_norms(vid, data.detail(vid).deltas)[name]
+        assert got == pytest.approx(expected[step], rel=1e-6), step   # keyframes are float32 copies
+    data.close()
 
 
 @run_async
@@ -200,10 +203,7 @@ async def test_diff_two_versions(sample):
         assert type(app.screen).__name__ == "DiffScreen"
         assert "A = v" in title(app) and "step 2" in title(app) and "step 5" in title(app)
         rows = shown(app, "#tensor-table")
-        # steps 3, 4, 5 only on B; ROME edits layer 1 only
-        assert rows[0][:3] == ["transformer.h.1.mlp.fc_out.weight", "", "3,4,5"]
-        # reference: the same norm from torch in float64
-        import torch
+        assert rows[0][:3] == ["transformer.h.1.mlp.fc_out.weight", "", "3-5"]   # ROME edits layer 1 only
         led = app.data.ledger
         total = torch.zeros(8, 6, dtype=torch.float64)
         for vid in run1["versions"][2:5]:
@@ -211,14 +211,16 @@ async def test_diff_two_versions(sample):
             total += f["u"].double() @ f["v"].double().T
         assert rows[0][3] == f"{total.norm().item():.4f}"
         m = shown(app, "#metric-table")
-        ppl = next(r for r in m if r[0] == "perplexity/ppl")
-        assert ppl[2] != "–" and ppl[3] != "–" and ppl[4].startswith("+")
+        # step suites measured each version's own prompts: no B−A for them; only fixed sets compare
+        ns = next(r for r in m if r[0] == "neighborhood/ns" and r[1] == "")
+        assert ns[2] != "–" and ns[3] != "–" and ns[4] == "≠items"
+        assert "B−A for the 0 measured on the same items" in text_of(app, "#metric-caption")
         await pilot.press("w")                                    # swap
-        assert shown(app, "#tensor-table")[0][1:3] == ["3,4,5", ""]
+        assert shown(app, "#tensor-table")[0][1:3] == ["3-5", ""]
 
 
 @run_async
-async def test_audit_and_trajectories(sample):
+async def test_audit_evidence_in_words_and_plot_of_the_finding(sample):
     root, ids = sample
     run1 = ids["runs"][0]
     app = make_app(str(root / "ledger.db"))
@@ -227,31 +229,23 @@ async def test_audit_and_trajectories(sample):
         await pilot.press("a")
         await settle(pilot)
         rows = shown(app)
-        assert [r[2] for r in rows] == ["perplexity.ppl", "neighborhood.ns"]
-        assert rows[0][0] == "7" and rows[0][3] == "0.870"
+        assert [r[2] for r in rows] == ["retention.forgetting", "perplexity.ppl", "neighborhood.ns"]
         ev = text_of(app, "#evidence")
-        assert "ppl_before: 21.9" in ev and "bisect: [1, 7, 12]" in ev
+        # no raw JSON, no \u escapes; a NaN probability says it was not measured
+        assert "forgot step 2 (Danielle Darrieux: French → English): P(new) not measured → 0.100" in ev
+        assert "\\u2192" not in ev and "NaN" not in ev and "nan" not in ev
+        await pilot.press("c")
+        assert "forgot step 2" in table(app).copied
+        await pilot.press("down")
+        assert "ppl_before: 21.900" in text_of(app, "#evidence") and "bisect: [1, 7, 12]" in text_of(app, "#evidence")
+        await pilot.press("t")                                    # plots the finding's metric
+        await settle(pilot)
+        assert [s.label for s in app.screen.series] == ["perplexity/ppl"]
+        assert app.screen.culprits == {run1["id"]: [FORGET_STEP, 7]}
+        await pilot.press("escape")
         await pilot.press("enter")
         await settle(pilot)
         assert type(app.screen).__name__ == "DetailScreen" and "step 7" in title(app)
-        await pilot.press("escape")
-        await pilot.press("t")
-        await settle(pilot)
-        scr = app.screen
-        assert type(scr).__name__ == "TrajectoryScreen"
-        assert [s.label for s in scr.series] == ["rewrite/efficacy_top1"]
-        assert scr.series[0].steps[:3] == [1, 2, 3]
-        assert scr.culprits == {run1["id"]: [7]}
-        assert "audit culprit steps: 7" in text_of(app, "#legend")
-        # overlay a second metric through the selection list
-        sel = scr.query_one("#metric-list")
-        sel.select(("perplexity", "ppl"))
-        await settle(pilot)
-        assert [s.label for s in scr.series] == ["rewrite/efficacy_top1", "perplexity/ppl"]
-        traj = app.data.ledger.trajectory(run1["id"], "perplexity", "ppl", against="none")
-        assert scr.series[1].values == [v for _, v in traj]
-        await pilot.press("n")
-        assert scr.normalise
 
 
 @run_async
@@ -267,7 +261,7 @@ async def test_trajectories_overlay_marked_runs(sample):
 
 
 @run_async
-async def test_help_screen_lists_keys(sample):
+async def test_help_lists_keys_columns_and_filter_fields(sample):
     root, _ = sample
     app = make_app(str(root / "ledger.db"))
     async with app.run_test(size=SIZE) as pilot:
@@ -276,6 +270,9 @@ async def test_help_screen_lists_keys(sample):
         await settle(pilot)
         text = text_of(app, "#help-text")
         assert "Reset" in text and "Revert" in text and "Diff" in text and "graph column" in text
+        assert "Next harm" in text and "Run audit" in text
+        assert "eff        rewrite efficacy" in text and "(0–1; red below 1: the edit failed)" in text
+        assert "Δnb.ns" in text and "Fields here: " in text and "flag" in text
         await pilot.press("escape")
         assert type(app.screen).__name__ == "TimelineScreen"
 
@@ -288,7 +285,6 @@ async def test_reset_head_with_confirmation(ledger_copy):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         before = len(shown(app))
-        # the reset to step 2 moved the head; its lineage is base, step 1, step 2: reset to step 1
         table(app).move_to(1)
         await pilot.press("r")
         await settle(pilot)
@@ -305,10 +301,10 @@ async def test_reset_head_with_confirmation(ledger_copy):
         assert len(rows) == before + 1
         assert rows[-1][3] == "reset" and "HEAD" in rows[-1][-1]
         led = app.data.ledger
-        run = led.run(run1["id"])
-        head = led.version(run.head_version_id)
+        head = led.version(led.run(run1["id"]).head_version_id)
         assert head.kind == "reset" and head.parent_id == run1["versions"][0] and head.note == "reset to step 1"
-        # a version left behind by an earlier reset can be the head again (history kept)
+        # the header follows the reset (it used to keep the run's step count)
+        assert f"head v{head.id} = step 15 (reset)" in title(app)
         table(app).move_to(10)                                    # step 10, off the head's line
         await pilot.press("r")
         await settle(pilot)
@@ -317,7 +313,8 @@ async def test_reset_head_with_confirmation(ledger_copy):
         head = led.version(led.run(run1["id"]).head_version_id)
         assert head.kind == "reset" and head.parent_id == run1["versions"][9]
         rows = shown(app)
-        assert len(rows) == before + 2 and rows[-1][3] == "reset" and rows[-1][4] == "reset to step 10"
+        assert len(rows) == before + 2 and rows[-1][3] == "reset" and rows[-1][4].startswith("reset to step 10")
+        assert f"head v{head.id} = step 16 (reset)" in title(app)
         assert table(app).rows[10].on_head and not table(app).rows[11].on_head
 
 
@@ -339,11 +336,20 @@ async def test_revert_step_with_confirmation(ledger_copy):
         led = app.data.ledger
         head = led.version(led.run(run2["id"]).head_version_id)
         assert head.kind == "revert" and head.parent_id == run2["versions"][2]   # the version of step 3
-        # its chain re-applies steps 5..12's artifacts, not step 4's
         carried = [d.artifact_digest for d in led.deltas(head.id)]
         later = [led.deltas(v)[0].artifact_digest for v in run2["versions"][4:]]
         assert carried == later
-        # the diff head vs step 12 shows exactly step 4's delta on one side
+        # its detail: the re-applied deltas keep the step they came from; not measured yet
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "revert of step 4 (re-applies steps 5-12)" in text_of(app, "#outcome")
+        assert "not measured yet: press p to re-probe it" in text_of(app, "#outcome")
+        await pilot.press("2")
+        assert [r[2] for r in shown(app, "#delta-table")] == [str(s) for s in range(5, 13)]
+        await pilot.press("3")
+        assert "A revert is recorded without measurements" in text_of(app, "#probes-note")
+        await pilot.press("escape")
+        # the diff head vs step 12 shows exactly step 4's delta on one side, labelled with step 4
         table(app).move_to(12)
         await pilot.press("d")
         table(app).move_to(len(rows) - 1)
@@ -351,14 +357,28 @@ async def test_revert_step_with_confirmation(ledger_copy):
         await settle(pilot)
         t = shown(app, "#tensor-table")
         assert [r[1:3] for r in t] == [["4", ""]]
-        step4 = led.deltas(run2["versions"][3])[0]
-        assert t[0][3] == f"{step4.norm:.4f}"                     # exactly that delta's norm
+        assert t[0][3] == f"{led.deltas(run2['versions'][3])[0].norm:.4f}"
+
+
+@run_async
+async def test_diff_labels_a_reverts_reapplied_steps_with_their_own(ledger_copy):
+    """Diff of step 2 against a revert of step 3 on top of step 12: B applied steps 4..12 through
+    the revert (each labelled with its own step, once), A applied none of them."""
+    db, ids = ledger_copy
+    run2 = ids["runs"][1]
+    with Ledger.open(db) as led:
+        from ledger import history
+        rv = history.revert(led, run2["id"], 3)
+    data = LedgerData.open(db)
+    view = data.diff(run2["versions"][1], rv.id)
+    steps = sorted(s for t in view.tensors for s in t.only_b)
+    assert steps == list(range(4, 13)) and all(not t.only_a for t in view.tensors)
+    data.close()
 
 
 @run_async
 async def test_live_update_shows_new_steps(ledger_copy):
-    """A step written by another writer appears on the next poll (the app polls every
-    poll_interval seconds; here the poll is triggered directly to keep the test fast)."""
+    """A step written by another writer appears on the next poll (triggered directly here)."""
     db, ids = ledger_copy
     run2 = ids["runs"][1]
     app = make_app(db, run_id=run2["id"])
@@ -366,8 +386,6 @@ async def test_live_update_shows_new_steps(ledger_copy):
         await settle(pilot)
         n = len(shown(app))
         assert app.poll_ledger() is False                         # nothing changed yet
-        from ledger import Ledger
-        from ledger.records import ProbeRecord
         with Ledger.open(db) as writer:
             writer.record_step(run2["id"], step=13, parent_version_id=run2["versions"][-1], requests=[
                 {"subject": "Mount Fuji", "prompt": "{} is in", "target_new": " Peru", "target_old": " Japan"}],
@@ -394,7 +412,7 @@ async def test_mouse_rows_and_header_sort(sample):
         assert t.cursor_row == 1
         x_status = 1 + sum(w + 1 for w in t._layout_widths(t.size.width)[:5])   # start of "status"
         await pilot.click("#main", offset=(x_status + 1, 0))
-        assert "sort: status" in title(app)
+        assert "sort: status ↑" in title(app)
         assert [r[5] for r in shown(app)] == ["done", "interrupted"]
         await pilot.click("#main", offset=(x_status + 1, 0))     # again: reversed
         assert [r[5] for r in shown(app)] == ["interrupted", "done"]
@@ -412,7 +430,7 @@ async def test_timeline_dims_versions_off_the_head_line(sample):
         rows = table(app).rows
         # head = reset to step 2: its history is base, step 1, step 2, the reset marker
         assert [it.step for it in rows if it.on_head] == [0, 1, 2, 14]
-        edit_col = [c.key for c in table(app).columns].index("edit")
+        edit_col = column(app, "edit")
         assert "dim" in str(table(app).formatter(rows[5])[edit_col].spans[-1].style)
 
 
@@ -434,7 +452,6 @@ def test_cli_tui_missing_ledger_is_a_clean_error(tmp_path, capsys):
 
 @run_async
 async def test_empty_ledger_says_what_to_do_and_picks_up_a_new_run(tmp_path):
-    from ledger import Ledger
     db = str(tmp_path / "empty.db")
     Ledger.open(db).close()                                       # an empty ledger at the current schema
     app = make_app(db)
@@ -452,13 +469,11 @@ async def test_empty_ledger_says_what_to_do_and_picks_up_a_new_run(tmp_path):
 
 
 def test_refusals_say_why(ledger_copy):
-    from ledger.errors import InputError
     db, ids = ledger_copy
     data = LedgerData.open(db)
     run1, run2 = ids["runs"][0]["id"], ids["runs"][1]["id"]
     with pytest.raises(InputError, match=f"is not a version of run {run1}"):
         data.reset(run1, ids["runs"][1]["versions"][3])
-    # an edit off the head's history: revert goes through rollback and says why it cannot
     with pytest.raises(InputError, match="not in the history of its head"):
         data.revert(run1, 9)
     assert data.ledger.run(run2).head_version_id == ids["runs"][1]["versions"][-1]
@@ -466,7 +481,6 @@ def test_refusals_say_why(ledger_copy):
 
 
 def test_timeline_of_a_branch_run_starts_at_its_origin(ledger_copy):
-    from ledger import Ledger
     db, ids = ledger_copy
     origin = ids["runs"][0]["versions"][4]                        # run 1, step 5
     with Ledger.open(db) as led:
@@ -488,9 +502,6 @@ def test_timeline_of_a_branch_run_starts_at_its_origin(ledger_copy):
 def test_diff_norm_dense_sparse_and_low_rank_against_torch(ledger_copy):
     """‖W_B − W_A‖ from stored factors (numpy, float64) equals the torch float64 reference for
     a mix of low-rank, dense and sparse deltas on one tensor."""
-    import torch
-    from ledger import Ledger
-    from ledger.records import DeltaInput
     db, ids = ledger_copy
     run2 = ids["runs"][1]
     g = torch.Generator().manual_seed(3)

@@ -12,7 +12,7 @@ import time
 
 from tui.app import EditLedgerApp
 from tui.data import LedgerData
-from tui.testing import build_sample_ledger
+from ledger_fixtures import build_sample_ledger
 
 
 def run_async(test):

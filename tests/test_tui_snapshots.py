@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from pytest_textual_snapshot import SVGImageExtension
 
+import json
+
+from ledger_fixtures import DEMO_DUMP, build_sample_ledger, load_run
 from tui.app import EditLedgerApp
 from tui.data import LedgerData
-from tui.testing import build_sample_ledger
 
 
 class _SnapshotsDir(SVGImageExtension):
@@ -39,6 +41,14 @@ def db(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> str:
+    """The measurements of a real `editledger demo` (tests/data/demo-run.json)."""
+    path = tmp_path_factory.mktemp("snap-demo") / "ledger.db"
+    load_run(str(path), json.loads(DEMO_DUMP.read_text(encoding="utf-8")))
+    return str(path)
+
+
 def app_for(db: str, run_id=None) -> EditLedgerApp:
     data = LedgerData.open(db, label="ledger.db")
     data.db_arg = "ledger.db"    # the export command shows this instead of the temp path
@@ -52,7 +62,7 @@ async def settle(pilot) -> None:
 
 
 def test_snapshot_runs(db, snap_compare):
-    assert snap_compare(app_for(db), terminal_size=(80, 24))
+    assert snap_compare(app_for(db), terminal_size=(100, 24), run_before=settle)
 
 
 def test_snapshot_timeline(db, snap_compare):
@@ -82,16 +92,22 @@ def test_snapshot_diff(db, snap_compare):
         await pilot.press("d")
         t.move_to(8)
         await pilot.press("d")
-        await pilot.pause()
+        await settle(pilot)
     assert snap_compare(app_for(db, 1), terminal_size=(80, 24), run_before=open_diff)
 
 
 def test_snapshot_audit(db, snap_compare):
-    assert snap_compare(app_for(db, 1), press=["a"], terminal_size=(80, 24))
+    assert snap_compare(app_for(db, 1), press=["a"], terminal_size=(80, 24), run_before=settle)
 
 
 def test_snapshot_trajectories(db, snap_compare):
-    assert snap_compare(app_for(db, 1), press=["t"], terminal_size=(100, 30))
+    async def plot(pilot):
+        await settle(pilot)
+        await pilot.press("t")
+        await settle(pilot)
+        pilot.app.screen.query_one("#metric-list").select(("perplexity", "ppl"))
+        await settle(pilot)
+    assert snap_compare(app_for(db, 1), terminal_size=(100, 30), run_before=plot)
 
 
 def test_snapshot_confirm_revert(db, snap_compare):
@@ -101,3 +117,26 @@ def test_snapshot_confirm_revert(db, snap_compare):
         await pilot.press("v")
         await pilot.pause()
     assert snap_compare(app_for(db, 1), terminal_size=(80, 24), run_before=ask)
+
+
+def test_snapshot_demo_timeline(demo, snap_compare):
+    """Harm at a glance on the real demo's measurements, at 160 columns: the failed step 8, the
+    forgetting steps, retention, Δ on the same prompts, in colour."""
+    assert snap_compare(app_for(demo, 1), terminal_size=(160, 24), run_before=settle)
+
+
+def test_snapshot_detail_edit_outcome(db, snap_compare):
+    async def open_detail(pilot):
+        await settle(pilot)
+        pilot.app.screen.query_one("#main").move_to(5)       # the failed edit
+        await pilot.press("enter")
+        await settle(pilot)
+    assert snap_compare(app_for(db, 1), terminal_size=(100, 30), run_before=open_detail)
+
+
+def test_snapshot_audit_evidence(db, snap_compare):
+    async def open_audit(pilot):
+        await settle(pilot)
+        await pilot.press("a")
+        await settle(pilot)
+    assert snap_compare(app_for(db, 1), terminal_size=(100, 30), run_before=open_audit)

@@ -1,63 +1,35 @@
 """The TUI's only door to the ledger: wraps ``ledger.Ledger`` into the view models of
 ``tui/viewmodels.py``. Everything goes through the Ledger API (no SQL here), so a schema change
-stays in ``ledger/``. No torch: delta factors for the diff are read with ``safetensors.numpy``.
+stays in ``ledger/``. No torch: stored factors are read with ``safetensors.numpy``.
+
+Which stored comparison stands for a metric at a version (none / base / previous) is
+``ledger.values``' rule; where a change against the version before is shown, see ``tui.harm``.
 """
 from __future__ import annotations
 
 import re
 import shlex
-from collections import Counter
-from typing import Any, Iterable, Sequence
-
-from safetensors.numpy import load as load_numpy
+import sys
+from typing import Any, Sequence
 
 from ledger import history
 from ledger.api import Ledger
-from ledger.delta_norms import sum_norm
 from ledger.engine import sqlite_path
 from ledger.errors import InputError
+from ledger.values import preferred_value
+from tui import graph, harm
+from tui.metrics import FIXED_SUITES, Metric, finding_label, key_metrics, metric_order, order_metrics
+from tui.outcome import outcome_line, probes_note
 from tui.viewmodels import (
-    DeltaItem, DetailView, DiffView, FindingItem, Metric, MetricDiff, ProbeItemView, RunItem,
-    Series, TensorDiff, TimelineItem,
+    DeltaItem, DetailView, DiffView, FindingItem, ProbeItemView, RunItem, Series, TimelineItem,
 )
 
-# Headline metrics, best first. Metrics a ledger actually holds are discovered with
-# ``ledger.metrics(run)``; these lists only order them (unknown ones follow alphabetically).
-PREFERRED_METRICS: list[Metric] = [
-    ("rewrite", "efficacy_top1"), ("retention", "efficacy_top1"), ("neighborhood", "ns"),
-    ("paraphrase", "generalization_top1"), ("paraphrase", "efficacy_top1"), ("perplexity", "ppl"),
-    ("neighborhood", "nkl"), ("neighborhood", "locality_acc"), ("retention", "forgetting"),
-]
-PREFERRED_SUITES = ["rewrite", "retention", "paraphrase", "neighborhood", "perplexity", "attribute", "distract",
-                    "portability_sr", "portability_rr", "portability_oh", "multihop", "conflict",
-                    "tied_fact", "round", "other_task"]
-# The "main trajectory" a run's sparkline draws and the changes the timeline shows: the side
-# effects of a sequence of edits (locality, general ability), which is what degrades.
-KEY_METRICS: list[Metric] = [("perplexity", "ppl"), ("neighborhood", "ns"), ("retention", "efficacy_top1"),
-                             ("neighborhood", "nkl"), ("paraphrase", "generalization_top1")]
-AGAINST_ORDER = ("none", "base", "previous")   # which stored reference a trajectory shows first
-N_HEADLINE = 3                                 # headline metric columns on the runs screen
-N_KEY_CHANGES = 2                              # Δ columns on the timeline (besides efficacy)
-SPARK_POINTS = 48                              # trajectory points kept for a sparkline
-
-
-def metric_order(m: Metric) -> tuple:
-    if m in PREFERRED_METRICS:
-        return (0, PREFERRED_METRICS.index(m), "")
-    suite_rank = PREFERRED_SUITES.index(m[0]) if m[0] in PREFERRED_SUITES else len(PREFERRED_SUITES)
-    return (1, suite_rank, f"{m[0]}/{m[1]}")
-
-
-def order_metrics(metrics: Iterable[Metric]) -> list[Metric]:
-    return sorted(set(metrics), key=metric_order)
-
-
-def key_metrics(metrics: Iterable[Metric], n: int) -> list[Metric]:
-    """KEY_METRICS first (those present), then the other non-rewrite metrics in metric order."""
-    ms = set(metrics)
-    first = [m for m in KEY_METRICS if m in ms]
-    rest = [m for m in order_metrics(ms) if m not in first and m[0] != "rewrite"]
-    return (first + rest)[:n]
+N_KEY_CHANGES = 2          # Δ columns on the timeline (besides efficacy and retention)
+SPARK_POINTS = 48          # trajectory points kept for a sparkline
+SPARK_METRICS: list[Metric] = [("perplexity", "ppl"), ("retention", "efficacy_top1"), ("neighborhood", "ns")]
+EFFICACY: Metric = ("rewrite", "efficacy_top1")
+RETENTION: Metric = ("retention", "efficacy_top1")
+PPL: Metric = ("perplexity", "ppl")
 
 
 def stamp(dt) -> str:
@@ -70,86 +42,6 @@ def layer_of(tensor: str) -> str:
     return m.group(1) if m else ""
 
 
-def mark_head_line(items: Sequence[TimelineItem]) -> None:
-    """Set ``on_head`` to whether each version is the head or one of its ancestors."""
-    by_id = {it.version_id: it for it in items}
-    line: set[int] = set()
-    cur = next((it for it in items if it.is_head), None)
-    while cur is not None and cur.version_id not in line:
-        line.add(cur.version_id)
-        cur = by_id.get(cur.parent_id) if cur.parent_id is not None else None
-    if not line:        # the head is outside this run's rows (a branch run's start): keep all
-        return
-    for it in items:
-        it.on_head = it.version_id in line
-
-
-GLYPHS = {"edit": "●", "base": "○"}   # every other kind (revert, reset, branch) is ◆; the head is ◉
-
-
-def graph_lanes(items: Sequence[TimelineItem], max_lanes: int = 6) -> None:
-    """Fill ``item.graph`` with a `git log --graph`-like drawing of the version DAG. Items come
-    parent-before-child. A child continues its parent's lane when the parent is that lane's tip;
-    a child of an inner version (a reset, a revert, a branch point) opens a new lane, drawn
-    ``├─◆`` from the parent's lane. A lane is drawn until the last child of any version on it."""
-    last_child: dict[int, int] = {}
-    for i, it in enumerate(items):
-        if it.parent_id is not None:
-            last_child[it.parent_id] = i
-    lanes: list[int | None] = []      # tip version of each lane (None: free)
-    alive: list[int] = []             # last row that needs the lane
-    lane_of: dict[int, int] = {}
-    for i, it in enumerate(items):
-        fork_from = None
-        if it.parent_id is not None and it.parent_id in lanes:
-            lane = lanes.index(it.parent_id)
-        else:
-            fork_from = lane_of.get(it.parent_id) if it.parent_id is not None else None
-            if fork_from is not None and lanes[fork_from] is None:
-                fork_from = None
-            lane = lanes.index(None) if None in lanes else len(lanes)
-            if lane == len(lanes):
-                lanes.append(None)
-                alive.append(-1)
-            alive[lane] = -1
-        lanes[lane] = it.version_id
-        lane_of[it.version_id] = lane
-        alive[lane] = max(alive[lane], last_child.get(it.version_id, -1))
-        glyph = "◉" if it.is_head else GLYPHS.get(it.kind, "◆")
-        if len(lanes) == 1:          # fast path: a straight line (most rows of a long run)
-            it.graph = glyph
-            if alive[0] <= i:
-                lanes.pop()
-                alive.pop()
-            continue
-        cells = []
-        for j, tip in enumerate(lanes):
-            if j == lane:
-                cells.append(glyph)
-            elif fork_from is not None and j == fork_from:
-                cells.append("├")
-            elif fork_from is not None and min(fork_from, lane) < j < max(fork_from, lane):
-                cells.append("┼" if tip is not None else "─")
-            else:
-                cells.append("│" if tip is not None else " ")
-        out = []
-        for j, c in enumerate(cells):
-            out.append(c)
-            if j < len(cells) - 1:
-                between = fork_from is not None and min(fork_from, lane) <= j < max(fork_from, lane)
-                out.append("─" if between else " ")
-        graph = "".join(out).rstrip()
-        if len(graph) > 2 * max_lanes - 1:   # very bushy DAGs: keep the rightmost lanes
-            graph = "…" + graph[-(2 * max_lanes - 2):]
-        it.graph = graph
-        for j, tip in enumerate(lanes):
-            if tip is not None and alive[j] <= i:
-                lanes[j] = None
-        while lanes and lanes[-1] is None:
-            lanes.pop()
-            alive.pop()
-
-
 class LedgerData:
     """View models for the screens. One instance per app; cheap to call repeatedly."""
 
@@ -158,7 +50,7 @@ class LedgerData:
         path = sqlite_path(ledger.url)
         self.location = label or (str(path) if path is not None else ledger.url)   # shown in the title
         self.db_arg = str(path) if path is not None else ledger.url                 # for CLI commands
-        self._against: dict[tuple[int, Metric], str | None] = {}
+        self._base_cache: dict[tuple[int, int], dict[str, float]] = {}
 
     @classmethod
     def open(cls, db: str | None = None, label: str | None = None) -> "LedgerData":
@@ -173,85 +65,112 @@ class LedgerData:
         runs = tuple((r.id, r.status, r.steps, r.head_version_id, r.updated_at) for r in self.ledger.runs())
         return runs, tuple(sorted(self.ledger.counts().items()))
 
+    # ----- values -----------------------------------------------------------------------------
+    def _refs(self, run_id: int, m: Metric) -> dict[int, dict[str, float]]:
+        """version id -> {against: value} of one metric over the run."""
+        return harm.by_version(self.ledger.metric_values(run_id, *m))
+
+    def _start_refs(self, run_id: int, start_id: int, m: Metric) -> dict[str, float]:
+        """The metric at the run's start version: its probe rows, or for an unprobed base model
+        the base measurements the replay keeps in the run's reference (general abilities)."""
+        refs = {a: v for _vid, s, mt, a, v, _c in self.ledger.probe_values([start_id]) if (s, mt) == m}
+        if not refs:
+            base = self._base_metrics(run_id, start_id).get(f"{m[0]}.{m[1]}")
+            if base is not None:
+                refs["none"] = float(base)
+        return refs
+
+    def _base_metrics(self, run_id: int, start_id: int) -> dict[str, float]:
+        key = (run_id, start_id)
+        if key not in self._base_cache:      # fixed once the run started: read the config once
+            ref = (self.ledger.run(run_id).config or {}).get("reference") or {}
+            start_is_base = self.ledger.versions_light([start_id])[start_id][3] == "base"
+            self._base_cache[key] = dict(ref.get("base_metrics") or {}) if start_is_base else {}
+        return self._base_cache[key]
+
+    def _value_on_line(self, head: int, refs: dict[int, dict[str, float]], hops: int = 64) -> float | None:
+        """The metric at ``head``, or at its nearest measured ancestor in the run (a reset marker
+        has its target's weights; perplexity is measured every few steps): parents are read a few
+        at a time, not the whole lineage. None when none within ``hops`` was measured."""
+        vid: int | None = head
+        for _ in range(hops):
+            if vid is None:
+                return None
+            v = harm.preferred(refs.get(vid))
+            if v is not None:
+                return v
+            info = self.ledger.versions_light([vid]).get(vid)
+            vid = info[0] if info is not None else None
+        return None
+
     # ----- runs -------------------------------------------------------------------------------
     def runs(self) -> list[RunItem]:
         items = []
         for r in self.ledger.runs():
-            metrics = order_metrics(self.ledger.metrics(r.id))
-            headline: dict[Metric, float] = {}
-            at_head = self._values_near(r.head_version_id)
-            for m in metrics[:N_HEADLINE]:
-                if m in at_head:
-                    headline[m] = at_head[m]
-                else:
-                    pts = self._trajectory(r.id, m)
-                    if pts:
-                        headline[m] = pts[-1][1]
-            spark_metric = (key_metrics(metrics, 1) or metrics[:1] or [None])[0]
-            spark = [v for _, v in self._trajectory(r.id, spark_metric)[-SPARK_POINTS:]] if spark_metric else []
-            items.append(RunItem(
-                run_id=r.id, name=r.name or f"run-{r.id}", model=r.model_name, method=r.method,
-                stream=r.stream_name, stream_kind=r.stream_kind, status=r.status, steps=r.steps,
-                head_id=r.head_version_id, updated=stamp(r.updated_at), headline=headline,
-                spark_metric=spark_metric, spark=spark))
+            item = RunItem(run_id=r.id, name=r.name or f"run-{r.id}", model=r.model_name, method=r.method,
+                           stream=r.stream_name, stream_kind=r.stream_kind, status=r.status, steps=r.steps,
+                           head_id=r.head_version_id, updated=stamp(r.updated_at))
+            metrics = set(self.ledger.metrics(r.id))
+            if EFFICACY in metrics:   # an edit took when all its rewrite prompts answer the new target
+                eff = [v for _s, v in self.ledger.trajectory(r.id, *EFFICACY, against="none") if v == v]
+                item.edits, item.edits_ok = len(eff), sum(e >= harm.FULL for e in eff)
+            start_id = self.ledger.run_light(r.id)[2]
+            if RETENTION in metrics:
+                item.held = self._value_on_line(r.head_version_id, self._refs(r.id, RETENTION))
+            if PPL in metrics:
+                at_head = self._value_on_line(r.head_version_id, self._refs(r.id, PPL))
+                at_start = self._start_refs(r.id, start_id, PPL).get("none")
+                if at_head is not None and at_start:
+                    item.ppl_ratio = at_head / at_start
+            spark = next((m for m in SPARK_METRICS if m in metrics), None)
+            if spark is not None:
+                s = self.series(r.id, spark, start_id=start_id)
+                item.spark_metric, item.spark = spark, s.values[-SPARK_POINTS:]
+            items.append(item)
         return items
 
-    def _values_near(self, version_id: int, hops: int = 8) -> dict[Metric, float]:
-        """Metric values at a version, or at its nearest probed ancestor (a reset marker has the
-        weights, and so the measurements, of its parent); one reference per metric."""
-        vid: int | None = version_id
-        for _ in range(hops):
-            if vid is None:
-                break
-            rows = self.ledger.probes(vid)
-            if rows:
-                out: dict[Metric, float] = {}
-                for a in reversed(AGAINST_ORDER):    # "none" last, so it wins
-                    for p in rows:
-                        if p.against == a:
-                            out[(p.suite, p.metric)] = p.value
-                return out
-            vid = self.ledger.version(vid).parent_id
-        return {}
-
-    def headline_metrics(self, runs: Sequence[RunItem]) -> list[Metric]:
-        return order_metrics(m for r in runs for m in r.headline)[:N_HEADLINE]
-
     def run(self, run_id: int) -> RunItem:
-        r = self.ledger.run(run_id)
-        return RunItem(run_id=r.id, name=r.name or f"run-{r.id}", model=self.ledger.base_model(r.base_model_id).name,
-                       method=r.method, stream=r.stream_name, stream_kind=r.stream_kind, status=r.status,
-                       steps=r.step_count, head_id=r.head_version_id, updated=stamp(r.updated_at))
+        r = next((x for x in self.ledger.runs() if x.id == run_id), None)   # the summary: no config to decode
+        if r is None:
+            raise InputError(f"run {run_id} does not exist in this ledger")
+        return RunItem(run_id=r.id, name=r.name or f"run-{r.id}", model=r.model_name, method=r.method,
+                       stream=r.stream_name, stream_kind=r.stream_kind, status=r.status, steps=r.steps,
+                       head_id=r.head_version_id, updated=stamp(r.updated_at))
 
     def metrics(self, run_id: int) -> list[Metric]:
         return order_metrics(self.ledger.metrics(run_id))
 
-    def _trajectory(self, run_id: int, m: Metric) -> list[tuple[int, float]]:
-        """The metric's trajectory against the first reference it is stored with (none, base, previous)."""
-        key = (run_id, m)
-        if key in self._against:
-            a = self._against[key]
-            return self.ledger.trajectory(run_id, m[0], m[1], against=a) if a else []
-        for a in AGAINST_ORDER:
-            pts = self.ledger.trajectory(run_id, m[0], m[1], against=a)
-            if pts:
-                self._against[key] = a
-                return pts
-        return []
-
-    def series(self, run_id: int, m: Metric) -> Series:
-        pts = self._trajectory(run_id, m)
-        return Series(label=f"{m[0]}/{m[1]}", steps=[s for s, _ in pts], values=[v for _, v in pts])
+    def series(self, run_id: int, m: Metric, *, start_id: int | None = None) -> Series:
+        """The metric over the run's steps (the preferred reference at each version), with the
+        run's start version (the base model: step 0) first when it was measured."""
+        if start_id is None:
+            start_id = self.ledger.run_light(run_id)[2]
+        steps, values = [], []
+        start = harm.preferred(self._start_refs(run_id, start_id, m))
+        base_step = None
+        if start is not None:
+            base_step = self.ledger.versions_light([start_id])[start_id][2]
+            steps.append(base_step)
+            values.append(start)
+        step_of: dict[int, int] = {}
+        refs: dict[int, dict[str, float]] = {}
+        for vid, step, against, value in self.ledger.metric_values(run_id, *m):
+            step_of[vid] = step
+            refs.setdefault(vid, {})[against] = value
+        for vid, r in refs.items():
+            steps.append(step_of[vid])
+            values.append(harm.preferred(r))
+        return Series(label=f"{m[0]}/{m[1]}", steps=steps, values=values, metric=m, base_step=base_step)
 
     # ----- timeline ---------------------------------------------------------------------------
     def timeline(self, run_id: int, *, changes: bool = True) -> tuple[list[TimelineItem], list[Metric]]:
         """The run's versions (its start version first, with graph, head and audit flags) and the
-        key metrics whose change vs the parent version each row shows. ``changes=False`` leaves
-        the changes for ``timeline_changes`` (the screen loads them in the background)."""
-        run = self.ledger.run(run_id)
+        key metrics whose change against the version before each row shows. ``changes=False``
+        leaves the changes, retention and forgetting for ``timeline_harm`` (the screen loads them
+        in the background)."""
+        _name, _method, start_id, head = self.ledger.run_light(run_id)
         rows = self.ledger.timeline(run_id)
-        start = self.ledger.version(run.start_version_id)
-        head = run.head_version_id
+        start = self.ledger.version(start_id)
         origin = ("base model" if start.kind == "base" else
                   f"branched from run {start.run_id} step {start.step} (v{start.id}, {start.kind})")
         items = [TimelineItem(start.id, None, start.step, start.kind, "", "", "", 0, origin,
@@ -259,54 +178,64 @@ class LedgerData:
         items.extend(TimelineItem(r.version_id, r.parent_id, r.step, r.kind, r.subject or "", r.target_old or "",
                                   r.target_new or "", r.n_requests, r.note or "", r.efficacy, None, None,
                                   r.version_id == head) for r in rows)
-        findings = self.ledger.audit_findings(run_id)
-        if findings:
-            by_id = {it.version_id: it for it in items}
-            for f in findings:
-                it = by_id.get(f.version_id)
-                if it is not None:
-                    it.flags = (it.flags or []) + ["⚑" + re.split(r"[./]", f.metric)[-1]]
-        graph_lanes(items)
-        mark_head_line(items)
+        by_id = {it.version_id: it for it in items}
+        for it in items[1:]:
+            if it.kind in ("reset", "revert", "branch"):
+                p = by_id.get(it.parent_id)
+                it.target = f"v{it.parent_id}" + (f" (step {p.step})" if p is not None else "")
+        for f in self.ledger.audit_findings(run_id):
+            it = by_id.get(f.version_id)
+            if it is not None:
+                label = finding_label(f.metric)
+                if label not in (it.findings or ()):
+                    it.findings = (it.findings or []) + [label]
+        graph.graph_lanes(items)
+        graph.mark_head_line(items)
         metrics = key_metrics(self.ledger.metrics(run_id), N_KEY_CHANGES)
         if changes:
-            self.timeline_changes(run_id, items, metrics)
+            self.timeline_harm(run_id, items, metrics)
         return items, metrics
 
-    def timeline_changes(self, run_id: int, items: Sequence[TimelineItem],
-                         metrics: Sequence[Metric]) -> dict[int, dict[Metric, float]]:
-        """version id -> {metric: value here minus value at the parent version}. Also stores them
-        on the items (safe from a worker thread: each item's ``changes`` is replaced whole)."""
-        step_of = {it.version_id: it.step for it in items}
-        start = items[0]
-        out: dict[int, dict[Metric, float]] = {}
+    def timeline_harm(self, run_id: int, items: Sequence[TimelineItem], metrics: Sequence[Metric]) -> None:
+        """Fill each row's key-metric changes, retention and forgetting (``tui.harm``). Safe from a
+        worker thread: each item's fields are replaced whole, never mutated in place."""
+        if not items:
+            return
+        start_id = items[0].version_id
         for m in metrics:
-            by_step = dict(self._trajectory(run_id, m))   # steps are unique within a run
-            base_val = self._value_at(start.version_id, m)
-            for it in items[1:]:
-                v = by_step.get(it.step)
-                if v is None:
-                    continue
-                if it.parent_id == start.version_id:
-                    p = base_val
-                else:
-                    ps = step_of.get(it.parent_id)
-                    p = by_step.get(ps) if ps is not None else None
-                if p is not None:
-                    out.setdefault(it.version_id, {})[m] = v - p
+            ch = harm.changes(m, items, self._refs(run_id, m), self._start_refs(run_id, start_id, m))
+            for it in items:
+                if it.version_id in ch:
+                    it.changes = {**(it.changes or {}), m: ch[it.version_id]}
+        refs = self._refs(run_id, RETENTION)
+        if not refs:
+            return
         for it in items:
-            ch = out.get(it.version_id)
-            if ch is not None:
-                it.changes = ch
-        return out
+            r = refs.get(it.version_id)
+            if r and "none" in r:
+                it.retention = r["none"]
+        # forgetting: read the per-edit detail only where retention fell (or nothing says it did not)
+        suspects = [it for it in items[1:] if it.version_id in refs
+                    and refs[it.version_id].get("previous", -1.0) < 0]
+        if not suspects:
+            return
+        wanted = {it.version_id for it in suspects} | {it.parent_id for it in suspects if it.parent_id}
+        details = self.ledger.probe_details(sorted(wanted), *RETENTION)
+        facts = self._facts([it.version_id for it in items if it.kind == "edit"])
+        step_vid = {it.step: it.version_id for it in items}
+        for it in suspects:
+            lost = harm.lost_steps(details.get(it.version_id), it.step, details.get(it.parent_id))
+            if lost:
+                f = harm.split_superseded(lost, {j: facts.get(step_vid.get(j), set()) for j in lost},
+                                          facts.get(it.version_id, set()))
+                it.lost, it.superseded = f.lost or None, f.superseded or None
 
-    def _value_at(self, version_id: int, m: Metric) -> float | None:
-        rows = [p for p in self.ledger.probes(version_id, suite=m[0]) if p.metric == m[1]]
-        for a in AGAINST_ORDER:
-            for p in rows:
-                if p.against == a:
-                    return p.value
-        return None
+    def _facts(self, version_ids: Sequence[int]) -> dict[int, set]:
+        """version id -> {(subject, prompt)} of its edit requests."""
+        out: dict[int, set] = {}
+        for vid in version_ids:
+            out[vid] = {(r.subject, r.prompt) for r in self.ledger.edit_requests(vid)}
+        return out
 
     # ----- detail -----------------------------------------------------------------------------
     def detail(self, version_id: int) -> DetailView:
@@ -319,12 +248,25 @@ class LedgerData:
                  "group": r.group, "role": r.role}
             d.update(r.extra or {})
             reqs.append(d)
+        rows = self.ledger.deltas(version_id)
+        origins = self.ledger.delta_origins([d.artifact_digest for d in rows]) if v.kind == "revert" else {}
         deltas = [DeltaItem(tensor=d.tensor, layer=layer_of(d.tensor), kind=d.kind, shape=tuple(d.shape),
-                            rank=d.rank, norm=d.norm, nbytes=d.nbytes) for d in self.ledger.deltas(version_id)]
+                            rank=d.rank, norm=d.norm, nbytes=d.nbytes,
+                            from_step=origins.get(d.artifact_digest, (None, v.step))[1])
+                  for d in rows]
+        # a reset marker has its target's weights: show the target's measurements, and say so
+        probed = version_id
+        if v.kind == "reset" and not self.ledger.probe_values([version_id]) and v.parent_id is not None:
+            probed = v.parent_id
+        pv = self.ledger.version(probed) if probed != version_id else v
         base = self.ledger.base_version(v.base_model_id)
-        probes = probe_views(self.ledger.probes(version_id),
-                             self.ledger.probes(base.id) if base.id != version_id else [],
-                             self.ledger.probes(v.parent_id) if v.parent_id is not None else [])
+        here = self.ledger.probes(probed)
+        probes = probe_views(here, self.ledger.probes(base.id) if base.id != probed else [],
+                             self.ledger.probes(pv.parent_id) if pv.parent_id is not None else [])
+        if pv.parent_id is not None and pv.parent_id == base.id:
+            for p in probes:      # the version before is the base: its comparison is the stored vs-base one
+                if p.vs_previous is None and p.vs_base is not None:
+                    p.vs_previous, p.previous_is_base = p.vs_base, True
         step_probes: dict[str, list[dict[str, Any]]] = {}
         if run is not None and v.kind == "edit":
             # the replay keeps the stream (with each step's probe items) in the run's config
@@ -332,13 +274,37 @@ class LedgerData:
             i = v.step - int((run.config or {}).get("first_step", 1))
             if 0 <= i < len(stream) and isinstance(stream[i], dict):
                 step_probes = dict(stream[i].get("probes") or {})
-        return DetailView(
-            step_probes=step_probes,
+        diagnostics = dict(v.diagnostics or {})
+        hidden = {k: len(repr(diagnostics.pop(k))) for k in list(diagnostics) if k.startswith("_")}
+        findings = [f for f in self.findings(v.run_id) if f.version_id == version_id] if run else []
+        view = DetailView(
             version_id=v.id, run_id=v.run_id, step=v.step, kind=v.kind, parent_id=v.parent_id,
             note=v.note or "", created=stamp(v.created_at), method=run.method if run else "(base model)",
             hparams=dict(run.hparams) if run else {}, requests=reqs, deltas=deltas, probes=probes,
-            diagnostics=dict(v.diagnostics or {}), wall_time_s=v.wall_time_s,
-            export_command=self.export_command(version_id))
+            diagnostics=diagnostics, hidden_diagnostics=hidden, wall_time_s=v.wall_time_s,
+            export_command=self.export_command(version_id), findings=findings, step_probes=step_probes,
+            probes_from=probed if probed != version_id else None)
+        view.outcome = outcome_line(self, view)
+        view.probes_note = probes_note(self, view)
+        return view
+
+    def weight_norms(self, version_id: int, deltas: Sequence[DeltaItem]) -> dict[str, float | None]:
+        """tensor -> ‖W‖ of the tensor this version's deltas were applied to (its parent's weights)."""
+        v = self.ledger.version(version_id)
+        if v.parent_id is None or v.run_id is None:
+            return {}
+        from tui.weights import weight_norm   # deferred: numpy (~0.2 s of the TUI's start) is needed here only
+        return {d.tensor: weight_norm(self.ledger, v.parent_id, d.tensor, v.run_id) for d in deltas}
+
+    def values_at(self, version_id: int) -> dict[Metric, float]:
+        """Every metric at a version by the preference rule (none, base, previous)."""
+        rows = [_Row(s, m, a, v) for _vid, s, m, a, v, _c in self.ledger.probe_values([version_id])]
+        return {(r.suite, r.metric): preferred_value(rows, r.suite, r.metric) for r in rows}
+
+    def forgotten_at(self, version_id: int) -> list[int]:
+        parent, _run, step, _kind = self.ledger.versions_light([version_id])[version_id]
+        d = self.ledger.probe_details([version_id] + ([parent] if parent else []), *RETENTION)
+        return harm.lost_steps(d.get(version_id), step, d.get(parent))
 
     def export_command(self, version_id: int) -> str:
         v = self.ledger.version(version_id)
@@ -346,6 +312,18 @@ class LedgerData:
         if v.run_id is None:
             return f"editledger --db {db} checkout RUN@0 --export ./base-weights   # any run of this base model"
         return f"editledger --db {db} checkout {v.run_id}@{v.step} --export ./v{v.id}-weights"
+
+    # ----- jobs (run the CLI as a subprocess: the audit and probes need the simulator) --------
+    def cli_argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "editledger", "--db", self.db_arg, *args]
+
+    def audit_argv(self, run_id: int, verify: bool = False) -> list[str]:
+        return self.cli_argv("audit", str(run_id), *(["--verify"] if verify else []))
+
+    def probe_argv(self, run_id: int, step: int) -> list[str]:
+        """Re-probe one version (a reset or a revert is recorded without measurements). Needs a
+        `probe RUN@STEP` command in the CLI."""
+        return self.cli_argv("probe", f"{run_id}@{step}")
 
     # ----- actions (the only writes) ----------------------------------------------------------
     def reset(self, run_id: int, version_id: int) -> int:
@@ -366,74 +344,48 @@ class LedgerData:
         return history.revert(self.ledger, run_id, step).id
 
     # ----- diff -------------------------------------------------------------------------------
-    def diff(self, a: int, b: int) -> DiffView:
-        la, lb = self.ledger.lineage(a), self.ledger.lineage(b)
-        common = None
-        for x, y in zip(la, lb):
-            if x.id != y.id:
-                break
-            common = x.id
-        k = 0 if common is None else [x.id for x in la].index(common) + 1
-        path_a, path_b = la[k:], lb[[x.id for x in lb].index(common) + 1 if common is not None else 0:]
+    def diff(self, a: int, b: int, *, norms: bool = True) -> DiffView:
+        """The diff of two versions; ``norms=False`` leaves ‖B−A‖ to ``diff_norms`` (it reads every
+        differing delta: the screen does it off the UI thread)."""
+        from tui import diffing   # deferred: numpy (~0.2 s of the TUI's start) is needed here only
+        view = diffing.diff_versions(self.ledger, a, b)
+        if norms:
+            diffing.fill_norms(self.ledger, view)
+        return view
 
-        def contributions(path) -> dict[str, list[tuple[str, int, Any]]]:
-            out: dict[str, list[tuple[str, int, Any]]] = {}
-            for v in path:
-                for d in self.ledger.deltas(v.id):
-                    out.setdefault(d.tensor, []).append((d.artifact_digest, v.step, d))
-            return out
-        ca, cb = contributions(path_a), contributions(path_b)
-        tensors = []
-        for name in sorted(set(ca) | set(cb)):
-            # the same artifact on both sides (a revert re-applies later deltas) cancels out
-            da, db = Counter(x[0] for x in ca.get(name, [])), Counter(x[0] for x in cb.get(name, []))
-            only_a, only_b = da - db, db - da
-            if not only_a and not only_b:
-                continue
-            ra = _take(ca.get(name, []), only_a)
-            rb = _take(cb.get(name, []), only_b)
-            bound = sum(d.norm for _, _, d in ra + rb)
-            tensors.append(TensorDiff(tensor=name, only_a=[s for _, s, _ in ra], only_b=[s for _, s, _ in rb],
-                                      norm=self._diff_norm(ra, rb), bound=bound))
-        pa = {(p.suite, p.metric, p.against): p.value for p in self.ledger.probes(a)}
-        pb = {(p.suite, p.metric, p.against): p.value for p in self.ledger.probes(b)}
-        keys = sorted(set(pa) | set(pb), key=lambda k: (metric_order(k[:2]), k[2]))
-        metrics = [MetricDiff(suite=s, metric=m, against=ag, a=pa.get((s, m, ag)), b=pb.get((s, m, ag)))
-                   for s, m, ag in keys]
-        return DiffView(a_id=a, b_id=b, a_label=self._label(la[-1]), b_label=self._label(lb[-1]),
-                        common_id=common, tensors=tensors, metrics=metrics)
-
-    @staticmethod
-    def _label(v) -> str:
-        run = f"run {v.run_id} " if v.run_id is not None else ""
-        return f"v{v.id} ({run}step {v.step}, {v.kind})"
-
-    def _diff_norm(self, ra, rb) -> float | None:
-        """||Σ B-only deltas − Σ A-only deltas||_F in float64 from the stored factors (numpy)."""
-        shape = (ra or rb)[0][2].shape
-        try:
-            parts = [(sign, d.kind, load_numpy(self.ledger.store.read_bytes(digest)))
-                     for sign, rows in ((-1.0, ra), (1.0, rb)) for digest, _, d in rows]
-        except (TypeError, KeyError, ValueError):
-            return None               # e.g. bfloat16 factors, which numpy cannot hold
-        return sum_norm(parts, shape)
+    def diff_norms(self, view: DiffView) -> None:
+        from tui import diffing   # deferred: as in diff()
+        diffing.fill_norms(self.ledger, view)
 
     # ----- audit ------------------------------------------------------------------------------
     def findings(self, run_id: int) -> list[FindingItem]:
-        out = []
-        for f in self.ledger.audit_findings(run_id):
-            step = self.ledger.version(f.version_id).step if f.version_id is not None else None
-            out.append(FindingItem(finding_id=f.id, version_id=f.version_id, step=step, metric=f.metric,
-                                   score=f.score, summary=f.summary, evidence=f.evidence))
-        return out
+        rows = self.ledger.audit_findings(run_id)
+        info = self.ledger.versions_light([f.version_id for f in rows if f.version_id is not None])
+        return [FindingItem(finding_id=f.id, version_id=f.version_id,
+                            step=info[f.version_id][2] if f.version_id in info else None, metric=f.metric,
+                            score=f.score, summary=f.summary, evidence=f.evidence) for f in rows]
+
+    def run_name(self, run_id: int) -> str:
+        name = self.ledger.run_light(run_id)[0]
+        return name or f"run-{run_id}"
 
     def culprit_steps(self, run_id: int) -> list[int]:
         return sorted({f.step for f in self.findings(run_id) if f.step is not None})
 
 
+class _Row:
+    """A probe value as ``ledger.values`` reads it."""
+    __slots__ = ("suite", "metric", "against", "value")
+
+    def __init__(self, suite: str, metric: str, against: str, value: float) -> None:
+        self.suite, self.metric, self.against, self.value = suite, metric, against, value
+
+
 def probe_views(here: Sequence[Any], at_base: Sequence[Any], at_parent: Sequence[Any]) -> list[ProbeItemView]:
     """Group a version's probe rows by (suite, metric): the plain value, the stored comparisons
-    with the base and the previous version, or differences computed from their plain values."""
+    with the base and the previous version, or differences computed from their plain values
+    where the suite measures the same items each time (a step suite's plain values at two
+    versions are different prompts: no difference is computed for them)."""
     plain_base = {(p.suite, p.metric): p.value for p in at_base if p.against == "none"}
     plain_prev = {(p.suite, p.metric): p.value for p in at_parent if p.against == "none"}
     views: dict[Metric, ProbeItemView] = {}
@@ -452,19 +404,10 @@ def probe_views(here: Sequence[Any], at_base: Sequence[Any], at_parent: Sequence
         if p.detail is not None:
             view.details[p.against] = p.detail
     for key, view in views.items():
+        if key[0] not in FIXED_SUITES:
+            continue
         if view.value is not None and view.vs_base is None and key in plain_base:
             view.vs_base, view.base_computed = view.value - plain_base[key], True
         if view.value is not None and view.vs_previous is None and key in plain_prev:
             view.vs_previous, view.previous_computed = view.value - plain_prev[key], True
     return [views[k] for k in sorted(views, key=metric_order)]
-
-
-def _take(rows, wanted: Counter) -> list:
-    """The rows whose artifact is in ``wanted`` (as many times as counted), in order."""
-    left = Counter(wanted)
-    out = []
-    for r in rows:
-        if left[r[0]] > 0:
-            left[r[0]] -= 1
-            out.append(r)
-    return out

@@ -54,9 +54,11 @@ def nbytes(n: int | None) -> str:
     return f"{n:.1f} GiB"
 
 
-def sparkline(values: Sequence[float], width: int = 12) -> str:
+def sparkline(values: Sequence[float], width: int = 12, min_span: float = 0.1) -> str:
     """A unicode sparkline of ``values`` in ``width`` cells (the last values when there are more
-    points than cells, averaged per cell), scaled to the series' own min..max."""
+    points than cells, averaged per cell). The scale spans the series' min..max but at least
+    ``min_span`` × its largest magnitude, centred on the data: a 1% wobble of perplexity stays a
+    nearly flat line instead of filling the height."""
     vals = [v for v in values if v is not None and not math.isnan(v)]
     if not vals:
         return ""
@@ -67,8 +69,11 @@ def sparkline(values: Sequence[float], width: int = 12) -> str:
     lo, hi = min(vals), max(vals)
     if hi - lo < 1e-12:
         return SPARK_CHARS[len(SPARK_CHARS) // 2] * len(vals)
+    span = max(hi - lo, min_span * max(abs(lo), abs(hi)))
+    mid = (lo + hi) / 2
+    lo = mid - span / 2
     top = len(SPARK_CHARS) - 1
-    return "".join(SPARK_CHARS[round((v - lo) / (hi - lo) * top)] for v in vals)
+    return "".join(SPARK_CHARS[min(top, max(0, round((v - lo) / span * top)))] for v in vals)
 
 
 def edit_label(subject: str, old: str, new: str, n_requests: int = 1) -> str:
@@ -85,22 +90,14 @@ def styled(value: str, styles: dict[str, str]) -> Text:
     return Text(value, style=styles.get(value, ""))
 
 
-def metric_name(m: tuple[str, str]) -> str:
-    return f"{m[0]}/{m[1]}"
-
-
-# Direction of the headline metrics, for colouring changes. Unknown metrics stay uncoloured.
-HIGHER_IS_BETTER = {
-    "efficacy_top1": True, "efficacy": True, "es": True, "ps": True, "ns": True, "accuracy": True,
-    "acc": True, "em": True, "exact_match": True, "f1": True, "rouge": True, "rouge_l": True,
-    "ppl": False, "perplexity": False, "nkl": False, "kl": False, "loss": False,
-}
-
-
-def higher_is_better(metric: str) -> bool | None:
-    if metric in HIGHER_IS_BETTER:
-        return HIGHER_IS_BETTER[metric]
-    for key, v in HIGHER_IS_BETTER.items():
-        if metric.startswith(key):
-            return v
-    return None
+def ranges(nums: Sequence[int]) -> str:
+    """[1, 2, 3, 5] -> '1-3, 5'"""
+    nums = sorted(nums)
+    out, i = [], 0
+    while i < len(nums):
+        j = i
+        while j + 1 < len(nums) and nums[j + 1] == nums[j] + 1:
+            j += 1
+        out.append(str(nums[i]) if i == j else f"{nums[i]}-{nums[j]}")
+        i = j + 1
+    return ", ".join(out)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from .common import add_model_args, open_ledger, parse_run_at
+from .common import add_model_args, open_ledger, parse_run_at, writable_target
 
 
 def register(sub) -> None:
@@ -20,6 +20,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from ledger.history import version_at
     from simulator.session import Session
+    if args.export:                  # before the model loads: a bad place fails in a second, not a minute
+        writable_target(args.export, "--export", directory=True)
     with open_ledger(args, create=False) as led:
         run_id, step = parse_run_at(led, args.ref)
         v = led.version(led.run(run_id).head_version_id) if step is None else version_at(led, run_id, step)

@@ -1,8 +1,10 @@
 """`editledger db status | upgrade | fsck`: the ledger's schema and integrity."""
 from __future__ import annotations
 
+import argparse
 import sys
-import time
+
+from .common import device_arg, printable
 
 
 def register(sub) -> None:
@@ -12,12 +14,31 @@ def register(sub) -> None:
     s.set_defaults(func=status)
     s = dsub.add_parser("upgrade", help="create the ledger or bring its schema to this editledger's revision")
     s.set_defaults(func=upgrade)
-    s = dsub.add_parser("fsck", help="verify every artifact's digest; list orphan, missing and corrupt artifacts")
-    s.add_argument("--prune", action="store_true",
-                   help="delete orphan artifacts and leftover temp files older than --min-age")
-    s.add_argument("--min-age", type=float, default=600.0, metavar="SECONDS",
-                   help="only prune files at least this old, so a replay writing right now is safe (default 600)")
+    s = dsub.add_parser("fsck", help="check the database, every reference, artifact and version chain",
+                        description="Check the database file, every row's references, every artifact (digest, "
+                                    "place, safetensors format) and every version's chain; list the versions a "
+                                    "damaged artifact makes impossible to check out, orphans and runs left "
+                                    "'running' by a writer that is gone. Exit 0 when consistent, 4 when not.")
+    s.add_argument("--repair", "--prune", dest="repair", action="store_true",
+                   help="remove unreferenced artifacts and temp files older than --min-age, move misplaced "
+                        "artifacts back, mark dead runs interrupted; never deletes anything referenced")
+    s.add_argument("--min-age", type=_seconds, default=600.0, metavar="SECONDS",
+                   help="only remove files at least this old, so a replay writing right now is safe (default 600)")
+    s.add_argument("--materialise", action="store_true",
+                   help="also rebuild every version with its model and compare the fingerprints (slow; "
+                        "needs each run's model)")
+    s.add_argument("--device", default=None, type=device_arg, help="torch device for --materialise")
     s.set_defaults(func=fsck)
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not (0 <= v < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: give a number of seconds >= 0")
+    return v
 
 
 def status(args) -> int:
@@ -71,33 +92,83 @@ def fsck(args) -> int:
 
     with Ledger.open(args.db, create=False) as led:
         rep = led.fsck(progress=sys.stderr.isatty())
-        print(f"checked {rep.checked} artifact files under {led.store.root}")
-        for title, items in (("corrupt (bytes do not match the name)", rep.corrupt),
-                             ("missing (referenced, no file)", rep.missing),
-                             ("orphan (file, no row: a write whose step never committed)", rep.orphans),
-                             ("temp files (interrupted writes)", rep.temp_files),
-                             ("artifact rows no delta or statistics row uses", rep.unreferenced_rows)):
+        if args.materialise:
+            _materialise(led, rep, args.device)
+        print(f"checked {rep.checked} artifact files under {led.store.root}"
+              + (f"; re-materialised {rep.materialised} versions" if args.materialise else ""))
+        damaged = rep.damaged_versions
+        by_artifact: dict[str, list[int]] = {}
+        for vid, digests in damaged.items():
+            for dg in digests:
+                by_artifact.setdefault(dg, []).append(vid)
+
+        def versions(dg: str) -> str:
+            vs = sorted(by_artifact.get(dg, []))
+            return f"  (needed by versions {_ids(vs)})" if vs else ""
+
+        sections = [
+            ("database file", rep.database, str),
+            ("broken references", rep.bad_rows, str),
+            ("corrupt artifacts", rep.corrupt, lambda d: f"{d}: {rep.why.get(d, '')}{versions(d)}"),
+            ("missing artifacts (a row names them, no file)", rep.missing, lambda d: f"{d}{versions(d)}"),
+            ("misplaced artifacts (in the wrong folder; --repair moves them back)", rep.misplaced, str),
+            ("orphan artifacts (no row: a step that never committed; --repair removes them)", rep.orphans, str),
+            ("temp files (interrupted writes; --repair removes them)", rep.temp_files, str),
+            ("stray files (not editledger artifacts: left alone, remove them by hand)", rep.stray, str),
+            ("artifact rows no delta or statistics row uses (--repair removes them)", rep.unreferenced_rows, str),
+            ("runs left 'running' by a writer that is gone (--repair marks them interrupted; resume them)",
+             rep.dead_runs, lambda r: f"run {r}"),
+        ]
+        for title, items, fmt in sections:
             if items:
                 print(f"{title}: {len(items)}")
                 for x in items[:50]:
-                    users = led.versions_using(x) if title.startswith(("corrupt", "missing")) else []
-                    print(f"  {x}" + (f"  (versions {', '.join(map(str, users[:10]))})" if users else ""))
+                    print(f"  {printable(fmt(x))}")
                 if len(items) > 50:
                     print(f"  ... {len(items) - 50} more")
-        if args.prune:
-            now, pruned = time.time(), 0
-            paths = [led.store.path_for(d) for d in rep.orphans] + [led.store.root / p for p in rep.temp_files]
-            for p in paths:
-                try:
-                    if now - p.stat().st_mtime >= args.min_age:
-                        p.unlink()
-                        pruned += 1
-                except FileNotFoundError:
-                    pass
-            print(f"pruned {pruned} of {len(paths)} orphan/temp files (min age {args.min_age:g} s)")
+        if damaged:
+            print(f"versions that cannot be checked out: {len(damaged)} ({_ids(sorted(damaged))}); every other "
+                  "version can")
+        if args.repair:
+            res = led.repair(rep, min_age=args.min_age)
+            print(f"repaired: removed {len(res.removed_files)} files and {len(res.removed_rows)} unreferenced rows, "
+                  f"moved {len(res.moved)} artifacts back, marked {len(res.interrupted_runs)} runs interrupted"
+                  + (f"; kept {res.kept_young} files younger than {args.min_age:g} s" if res.kept_young else ""))
         if not rep.ok:
-            raise IntegrityError(f"{len(rep.corrupt)} corrupt and {len(rep.missing)} missing artifacts: the versions "
-                                 "listed cannot be checked out bit-exactly; restore the files from a backup "
-                                 "or replay those runs")
-        print("ok" if not (rep.orphans or rep.temp_files) else "ok (orphans are harmless; --prune removes them)")
+            raise IntegrityError(
+                f"the ledger is not consistent: {len(rep.database)} database problems, {len(rep.bad_rows)} broken "
+                f"references, {len(rep.unusable)} damaged artifacts, {len(damaged)} versions that cannot be "
+                "checked out. Restore the damaged files from a backup or replay those runs; --repair never "
+                "touches referenced data")
+        leftovers = rep.orphans or rep.temp_files or rep.dead_runs or rep.unreferenced_rows or rep.misplaced
+        print("ok: consistent" + (" (crash leftovers listed above are harmless; --repair tidies them)"
+                                  if leftovers and not args.repair else ""))
     return 0
+
+
+def _ids(ids: list[int]) -> str:
+    from ledger.history import _ranges
+    return _ranges(ids)
+
+
+def _materialise(led, rep, device) -> None:
+    """Rebuild every version (base + chain) with its run's model and verify its fingerprints."""
+    from ledger.errors import UserError
+    from simulator.session import Session
+
+    sessions: dict[int, Session] = {}
+    for r in led.runs():
+        try:
+            s = sessions.get(r.base_model_id) or Session.for_run(led, r.id, device=device, progress=False)
+        except UserError as e:
+            rep.bad_rows.append(f"run {r.id}: its model cannot be loaded to re-materialise it ({e})")
+            continue
+        sessions[r.base_model_id] = s
+        for v in led.versions(r.id):
+            if v.id in rep.damaged_versions:
+                continue
+            try:
+                s.checkout(v.id)
+                rep.materialised += 1
+            except UserError as e:
+                rep.bad_rows.append(f"version {v.id} (run {r.id} step {v.step}): {e}")

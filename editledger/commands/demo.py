@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
-from .common import add_model_args, open_ledger
+from .common import add_model_args, bounded_int, open_ledger, seed_arg
 
 # (column title, suite, metric): the headline metrics printed per step.
 COLUMNS = [
@@ -26,8 +26,8 @@ def register(sub) -> None:
                                    "ledger (default ./editledger.db) and print the headline metrics per step.")
     p.add_argument("--model", default="gemma-3-270m", help="model to edit (default: gemma-3-270m)")
     p.add_argument("--method", default="rome", help="editing method (default: rome)")
-    p.add_argument("--steps", type=int, default=None, help="replay only the first N steps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=bounded_int(1, what="--steps"), default=None, help="replay only the first N steps")
+    p.add_argument("--seed", type=seed_arg, default=0)
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -37,6 +37,7 @@ def _fmt(v) -> str:
 
 
 def run(args) -> int:
+    from ledger.values import preferred_value
     from simulator.replay import ReplayOptions, Replayer
     from simulator.session import Session
     from simulator.streams.builtin import demo
@@ -52,15 +53,11 @@ def run(args) -> int:
         rows: list[str] = []
 
         def on_step(stepno, step, records, version):
-            vals = {}
-            for r in records:   # absolute values ("none") win; divergences such as NKL exist only vs the base
-                if r.against == "none" or (r.against == "base" and (r.suite, r.metric) not in vals):
-                    vals[(r.suite, r.metric)] = r.value
             r = step.requests[0]
             edit = f"{r.subject}: {(r.target_old or '?').strip()} → {r.target_new.strip()}"
             tag = f" ({step.kind.replace('_', ' ')} {step.role})" if step.role else ""
             rows.append(f"{stepno:>4}  {(edit + tag)[:44]:<44}"
-                        + "".join(f" {_fmt(vals.get((s, m)))}" for _, s, m in COLUMNS))
+                        + "".join(f" {_fmt(preferred_value(records, s, m))}" for _, s, m in COLUMNS))
 
         # cheap suites every step; general abilities scored by log-likelihood (perplexity, sentiment,
         # PIQA) every 4 edits; the generation-based sets (QA, reasoning, summaries, fluency) are left to

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from ledger.errors import InputError
 
-from .common import add_model_args, find_run, open_ledger, parse_run_at
+from .common import add_model_args, bounded_int, find_run, open_ledger, parse_run_at, printable
 
 
 def register(sub) -> None:
     p = sub.add_parser("reset", help="move a run's head back to an earlier step (history kept)")
     p.add_argument("run", metavar="RUN")
-    p.add_argument("--to", type=int, required=True, metavar="STEP", help="the step to move the head to (0 = start)")
+    p.add_argument("--to", type=bounded_int(0, 10**9 - 1, "a step"), required=True, metavar="STEP",
+                   help="the step to move the head to (0 = start)")
     p.set_defaults(func=reset)
 
     p = sub.add_parser("revert", help="make a new version without one step's delta")
     p.add_argument("run", metavar="RUN")
-    p.add_argument("step", type=int, metavar="STEP")
+    p.add_argument("step", type=bounded_int(1, 10**9 - 1, "a step"), metavar="STEP")
     p.set_defaults(func=revert)
 
     p = sub.add_parser("branch", help="continue from an earlier version with other steps, as a new run")
@@ -45,7 +46,7 @@ def revert(args) -> int:
     with open_ledger(args, create=False) as led:
         run_id = find_run(led, args.run)
         v = do_revert(led, run_id, args.step)
-        print(f"run {run_id}: version {v.id} reverts step {args.step} ({v.note}); "
+        print(f"run {run_id}: version {v.id} reverts step {args.step} ({printable(v.note or '')}); "
               f"materialise it with `editledger checkout {run_id}@{v.step}`")
     return 0
 
@@ -93,7 +94,7 @@ def render_log(led, run_id: int) -> str:
         reqs = led.edit_requests(v.id)
         what = "; ".join(f"{r.subject}: {(r.target_old or '?').strip()} → {r.target_new.strip()}" for r in reqs)
         parent = f" parent {v.parent_id}" if v.parent_id is not None else ""
-        lines.append(f"{mark} v{v.id} step {v.step} [{v.kind}]{head}{parent}  {what or v.note or ''}".rstrip())
+        lines.append(printable(f"{mark} v{v.id} step {v.step} [{v.kind}]{head}{parent}  {what or v.note or ''}".rstrip()))
     start = led.version(run.start_version_id)
     lines.append(f"o v{start.id} step {start.step} [{start.kind}] start of run {run_id}")
     return "\n".join(lines)

@@ -1,38 +1,46 @@
-"""``editledger report RUN... [--format text|json|csv|markdown] [--plot out.png]``: the survey's
-Table 3 / Table 4 layouts and the general-ability curves (Figure 4), from the ledger alone."""
+"""``editledger report RUN... [--format text|json|csv|markdown] [--plot out.png] [--recompute]``: the
+survey's Table 3 / Table 4 layouts and the general-ability curves (Figure 4), from the ledger alone."""
 from __future__ import annotations
 
 import sys
+
+from pathlib import Path
+
+from editledger.commands.common import find_run, open_ledger, writable_target
+from ledger.errors import InputError
+from simulator import report
 
 
 def register(sub) -> None:
     p = sub.add_parser("report", help="the survey's tables and general-ability curves for runs",
                        description="Print Table 3 (SR, RR, OH, MH, CS/CM) and Table 4 (OA, DN, OT, Succ, D, "
-                                   "IR, FR) with one row per run, and the general abilities against the "
-                                   "number of edits. Reads the ledger only; no model is loaded.")
+                                   "IR, FR) with one row per run and its protocol, and the general abilities "
+                                   "against the number of edits. Reads the ledger only; no model is loaded.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run id or name (several: one row each)")
     p.add_argument("--format", choices=("text", "json", "csv", "markdown"), default="text",
                    help="output format (default: text)")
     p.add_argument("--plot", metavar="OUT.png", default=None,
                    help="also write the general-ability curves (Figure 4) as a PNG")
+    p.add_argument("--recompute", action="store_true",
+                   help="recompute every metric from the raw probabilities kept in the ledger (today's "
+                        "definitions, docs/metrics.md) instead of reading the stored values")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from editledger.commands.common import find_run, open_ledger
-    from ledger.errors import InputError
-    from simulator import report
-
+    if args.plot:                    # checked first: the tables are not printed for nothing
+        if not args.plot.lower().endswith(".png"):
+            raise InputError(f"--plot writes a PNG: give a file name ending in .png, not {args.plot!r}")
+        if not Path(args.plot).is_file():       # replacing an earlier plot is fine; a missing directory is not
+            writable_target(args.plot, "--plot", directory=False)
     led = open_ledger(args, create=False)
     try:
         ids = [find_run(led, r) for r in args.runs]
-        reports = report.collect(led, ids)
+        reports = report.collect(led, ids, recompute=args.recompute)
     finally:
         led.close()
     sys.stdout.write(report.render(reports, args.format))
     if args.plot:
-        if not args.plot.lower().endswith(".png"):
-            raise InputError(f"--plot writes a PNG: give a file name ending in .png, not {args.plot!r}")
         panels = report.plot(reports, args.plot)
         print(f"wrote {args.plot} ({len(panels)} panels)", file=sys.stderr)
     return 0

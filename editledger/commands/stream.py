@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from pathlib import Path
+
+from ledger.errors import InputError
+from simulator.requests import STREAM_KINDS
+from simulator.streams import load_stream, make_stream, read_benchmark, save_stream
 
 
 def register(subparsers) -> None:
@@ -11,7 +16,6 @@ def register(subparsers) -> None:
                                           "facts, and validate stream files (docs/stream-format.md).")
     sub = p.add_subparsers(dest="stream_command", metavar="SUBCOMMAND")
 
-    from simulator.requests import STREAM_KINDS  # plain data module: cheap to import
     m = sub.add_parser("make", help="build a stream file of one kind",
                        description="Build a stream of one kind from a benchmark file (format "
                                    "auto-detected), a stream file, or the built-in facts.")
@@ -23,6 +27,10 @@ def register(subparsers) -> None:
                    help="a benchmark file, a stream file, or the word `builtin`")
     m.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
     m.add_argument("--batch-size", type=int, default=1, help="requests per step for --kind batch")
+    m.add_argument("--mquake-prompts", default=None, metavar="DIR|zero-shot",
+                   help="MQuAKE's prompts/ folder (multihop-prompts.txt, rel-prompts.json); default: looked "
+                        "for next to the MQuAKE file. `zero-shot` asks the questions without demonstrations "
+                        "(reported as mh_zeroshot, not MH)")
     m.add_argument("--name", default=None, help="stream name (default: the output file's stem)")
     m.add_argument("-o", "--output", required=True, metavar="OUT.jsonl", help="the stream file to write")
     m.set_defaults(func=cmd_make)
@@ -49,7 +57,6 @@ def summary(stream) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from simulator.streams import load_stream
     stream = load_stream(args.file)
     print(f"{args.file}: valid (format v1)")
     print(summary(stream))
@@ -57,18 +64,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_make(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ledger.errors import InputError
-    from simulator.streams import make_stream, read_benchmark, save_stream
     if args.n < 1:
         raise InputError(f"--n must be at least 1, got {args.n}")
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
-    records = read_benchmark(args.source)
+    records = read_benchmark(args.source, mquake_prompts=args.mquake_prompts)
     stream = make_stream(args.kind, records, n=args.n, seed=args.seed, batch_size=args.batch_size)
     stream.name = args.name or Path(args.output).stem
     stream.meta.update({"source": str(args.source), "seed": args.seed, "n": args.n})
+    if args.mquake_prompts is not None:
+        stream.meta["mquake_prompts"] = str(args.mquake_prompts)
     save_stream(stream, args.output)
     print(f"wrote {args.output}")
     print(summary(stream))

@@ -5,24 +5,36 @@ hook, so the model's own weights are never written; the result is a dense delta.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
+from tqdm import tqdm
 
 from simulator.deltas import EditResult, TensorDelta
+from simulator.editors.base import Editor, register_editor
 from simulator.editors.common import (add_weight_delta_hook, build_rows, logits_at, pad_id_of, per_row_positions,
                                       row_log_probs, weight_out_in)
-from simulator.editors.hparams import FTHyperParams
+from simulator.editors.hparams import at_least
 
 
-class FTEditor:
+@dataclass
+class FTHyperParams:
+    layer: int = 5                     # layer whose MLP output projection is fine-tuned (FT-L: one layer)
+    num_steps: int = at_least(0, 25)   # Adam steps
+    lr: float = at_least(0.0, 5e-4)    # Adam learning rate
+    norm_constraint: float = at_least(0.0, 5e-4)  # L-infinity bound on the change of each weight (projected every step)
+    early_stop_prob: float = 0.95      # stop when every target token is at least this likely
+    seed: int = 0
+
+
+@register_editor
+class FTEditor(Editor):
     name = "ft"
     hparams_class = FTHyperParams
 
-    def edit(self, model, tokenizer, spec, requests, hparams: FTHyperParams | None = None, stats=None,
+    def edit(self, model, tokenizer, spec, requests, hparams: FTHyperParams, *, stats=None, state=None,
              progress: bool = False) -> EditResult:
-        from tqdm import tqdm
-
-        hp = hparams or FTHyperParams(**spec.hparams.get("ft", {}))
+        hp = hparams
         t0 = time.perf_counter()
         mod = model.get_submodule(spec.rewrite_module.format(hp.layer))
         W = weight_out_in(spec, mod.weight)

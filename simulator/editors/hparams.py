@@ -1,13 +1,22 @@
-"""Hyper-parameters: one dataclass per method, defaults commented, per-spec overrides from the registry,
-then a JSON file, then explicit overrides (later wins)."""
+"""Hyper-parameters: resolved once, in one place, for every method.
+
+Each editor declares a dataclass (``Editor.hparams_class``) with every default commented. The values
+a run uses are that dataclass's defaults, then the model spec's overrides (``spec.hparams[method]``),
+then a JSON file, then explicit overrides (later wins). Unknown names and values of the wrong type
+are refused with a message naming the field, so a typo never falls back to a default silently.
+"""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+import types
+import typing
+from dataclasses import asdict, field, fields
 from pathlib import Path
 from typing import Any
 
 from ledger.errors import InputError
+from simulator.editors.base import editor_class
 
 # Prefixes put in front of the edit prompt so that the key and the new value hold in many contexts
 # (ROME samples them from the model; fixed text keeps an edit a pure, replayable function of its inputs).
@@ -17,83 +26,107 @@ DEFAULT_CONTEXT_PREFIXES = [
 ]
 
 
-@dataclass
-class ROMEHyperParams:
-    layer: int = 5                     # layer whose MLP output projection is rewritten
-    v_num_grad_steps: int = 20         # Adam steps for v*
-    v_lr: float = 0.5                  # Adam learning rate for the residual delta of v*
-    v_weight_decay: float = 0.5        # weight of ||delta||^2 / ||v0||^2 in the loss
-    clamp_norm_factor: float = 4.0     # ||delta|| <= clamp_norm_factor * ||v0||
-    kl_factor: float = 0.0625          # weight of KL(original || edited) on "{subject} is a"
-    kl_prompt: str = "{} is a"         # essence prompt for the KL term
-    context_prefixes: list[str] = field(default_factory=lambda: list(DEFAULT_CONTEXT_PREFIXES))
-    early_stop_prob: float = 0.9       # stop once every target token has at least this mean probability ...
-    early_stop_top1: bool = True       # ... and the first target token is the top prediction
-    fast: bool = True                  # run the blocks below the edit once; lm head only where the loss looks
-    mom2_adjustment: bool = True       # use C^-1 k (the paper); False: C = identity
-    mom2_n_samples: int = 100000       # tokens of the second-moment corpus (the provider may have fewer)
-    mom2_lambda: float = 0.0           # ridge: C + lambda * mean(diag C) * I, for small corpora
-    seed: int = 0                      # nothing random today; kept for methods that sample
-
-
-@dataclass
-class MEMITHyperParams:
-    layers: list[int] = field(default_factory=lambda: [3, 4, 5, 6, 7, 8])  # layers the update is spread over
-    v_num_grad_steps: int = 25         # Adam steps for each z_i at the last layer
-    v_lr: float = 0.5                  # Adam learning rate
-    v_weight_decay: float = 0.5        # weight of ||delta||^2 / ||h0||^2
-    clamp_norm_factor: float = 0.75    # ||delta|| <= clamp_norm_factor * ||h0||
-    kl_factor: float = 0.0625          # weight of the KL essence term
-    kl_prompt: str = "{} is a"         # essence prompt for the KL term
-    context_prefixes: list[str] = field(default_factory=lambda: list(DEFAULT_CONTEXT_PREFIXES))
-    early_stop_prob: float = 0.9       # per request: stop optimising z_i once its targets are this likely
-    fast: bool = True                  # run the blocks below the edit once; lm head only where the loss looks
-    mom2_update_weight: float = 15000.0  # lambda in (lambda C + K K^T): trust in the preserved keys
-    mom2_n_samples: int = 100000       # tokens of the second-moment corpus
-    mom2_lambda: float = 0.0           # ridge on C as in ROME
-    seed: int = 0
-
-
-@dataclass
-class FTHyperParams:
-    layer: int = 5                     # layer whose MLP output projection is fine-tuned (FT-L: one layer)
-    num_steps: int = 25                # Adam steps
-    lr: float = 5e-4                   # Adam learning rate
-    norm_constraint: float = 5e-4      # L-infinity bound on the change of each weight (projected every step)
-    early_stop_prob: float = 0.95      # stop when every target token is at least this likely
-    seed: int = 0
-
-
-HPARAMS_CLASSES: dict[str, type] = {"rome": ROMEHyperParams, "memit": MEMITHyperParams, "ft": FTHyperParams}
-
-
 def load_hparams(method: str, spec: Any = None, path: str | None = None, overrides: dict | None = None):
-    """The method's defaults, then ``spec.hparams[method]``, then the JSON file at ``path``, then
-    ``overrides``. Unknown keys are an InputError (a typo must not silently fall back to a default)."""
+    """The method's hyper-parameters: defaults < ``spec.hparams[method]`` < JSON file < ``overrides``."""
+    cls = editor_class(method).hparams_class
     m = method.lower()
-    if m not in HPARAMS_CLASSES:
-        raise InputError(f"unknown method {method!r}; known: {', '.join(HPARAMS_CLASSES)}")
-    cls = HPARAMS_CLASSES[m]
     values: dict[str, Any] = {}
     if spec is not None:
         values.update(spec.hparams.get(m, {}))
     if path is not None:
-        p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError as e:
-            raise InputError(f"hyper-parameter file {p} not found") from e
-        except json.JSONDecodeError as e:
-            raise InputError(f"hyper-parameter file {p} is not valid JSON ({e}); fix it or drop --hparams") from e
-        if not isinstance(data, dict):
-            raise InputError(f"hyper-parameter file {p} must hold a JSON object of name: value")
-        values.update(data)
+        values.update(_read_file(Path(path)))
     values.update(overrides or {})
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise InputError(f"unknown {m} hyper-parameters {unknown}; known: {sorted(known)}")
-    return cls(**values)
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        _check_type(m, name, value, hints[name])
+    hp = cls(**values)
+    _check_layers(m, hp, spec)
+    for f in fields(cls):
+        low = f.metadata.get("min")
+        v = getattr(hp, f.name)
+        if low is not None and isinstance(v, (int, float)) and v < low:
+            raise InputError(f"{m} hyper-parameter {f.name!r} must be >= {low}, got {v!r}")
+    return hp
+
+
+def _check_layers(method: str, hp: Any, spec: Any) -> None:
+    """Layer indices inside the model (when the spec knows its depth)."""
+    n = int(getattr(spec, "n_layers", 0) or 0)
+    for name in ("layer", "layers"):
+        if not hasattr(hp, name):
+            continue
+        val = getattr(hp, name)
+        layers = list(val) if isinstance(val, (list, tuple)) else [val]
+        if name == "layers" and not layers:
+            raise InputError(f"{method} hyper-parameter 'layers' is empty; name at least one layer")
+        bad = [x for x in layers if x < 0 or (n and x >= n)]
+        if bad:
+            raise InputError(f"{method} hyper-parameter {name!r}: layer(s) {bad} outside the model"
+                             + (f" (it has layers 0..{n - 1})" if n else " (layers count from 0)"))
+
+
+def _read_file(p: Path) -> dict:
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise InputError(f"hyper-parameter file {p} not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read hyper-parameter file {p} ({e.__class__.__name__}); give a JSON file") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"hyper-parameter file {p} is not valid JSON ({e}); fix it or drop --hparams") from None
+    except ValueError as e:   # e.g. an integer of more than 4,300 digits: Python refuses to convert it
+        raise InputError(f"hyper-parameter file {p} cannot be read ({str(e)[:100]}); fix it or drop --hparams") from None
+    except RecursionError:
+        raise InputError(f"hyper-parameter file {p} is nested too deeply to be a hyper-parameter file") from None
+    if not isinstance(data, dict):
+        raise InputError(f"hyper-parameter file {p} must hold a JSON object of name: value")
+    return data
+
+
+def _type_name(t) -> str:
+    return getattr(t, "__name__", None) or str(t).replace("typing.", "")
+
+
+def _matches(value: Any, t) -> bool:
+    origin = typing.get_origin(t)
+    if t is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in typing.get_args(t))
+    if t is type(None):
+        return value is None
+    if t is bool:
+        return isinstance(value, bool)
+    if t is int:   # and it fits the 64-bit integers torch and the databases hold
+        return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
+    if t is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if t is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        args = typing.get_args(t)
+        return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value) if args else \
+            isinstance(value, (list, tuple))
+    if origin is dict:
+        return isinstance(value, dict)
+    return isinstance(value, t) if isinstance(t, type) else True
+
+
+def _check_type(method: str, name: str, value: Any, t) -> None:
+    if not _matches(value, t):
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise InputError(f"{method} hyper-parameter {name!r} must be {_type_name(t)}, got {shown} "
+                         f"({type(value).__name__})")
+
+
+def at_least(low: float, default: Any):
+    """A dataclass field with a lower bound that ``load_hparams`` checks."""
+    return field(default=default, metadata={"min": low})
 
 
 def hparams_to_dict(hp: Any) -> dict[str, Any]:

@@ -12,14 +12,35 @@ that norm (its scale is free, so only the direction of the target can be matched
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import torch
+from tqdm import tqdm
 
 from simulator.deltas import EditResult, TensorDelta
+from simulator.editors.base import Editor, register_editor
 from simulator.editors.common import (build_rows, factors_to_storage, pad_id_of, pending_deltas, regularised,
                                       solve_psd, weight_out_in)
-from simulator.editors.hparams import MEMITHyperParams
+from simulator.editors.hparams import DEFAULT_CONTEXT_PREFIXES, at_least
 from simulator.editors.value import optimize_value
+
+
+@dataclass
+class MEMITHyperParams:
+    layers: list[int] = field(default_factory=lambda: [3, 4, 5, 6, 7, 8])  # layers the update is spread over
+    v_num_grad_steps: int = at_least(0, 25)  # Adam steps for each z_i at the last layer
+    v_lr: float = at_least(0.0, 0.5)   # Adam learning rate
+    v_weight_decay: float = at_least(0.0, 0.5)  # weight of ||delta||^2 / ||h0||^2
+    clamp_norm_factor: float = at_least(0.0, 0.75)  # ||delta|| <= clamp_norm_factor * ||h0||
+    kl_factor: float = at_least(0.0, 0.0625)  # weight of the KL essence term
+    kl_prompt: str = "{} is a"         # essence prompt for the KL term
+    context_prefixes: list[str] = field(default_factory=lambda: list(DEFAULT_CONTEXT_PREFIXES))
+    early_stop_prob: float = 0.9       # per request: stop optimising z_i once its targets are this likely
+    fast: bool = True                  # run the blocks below the edit once; lm head only where the loss looks
+    mom2_update_weight: float = at_least(0.0, 15000.0)  # lambda in (lambda C + K K^T): trust in the preserved keys
+    mom2_n_samples: int = at_least(1, 100000)  # tokens of the second-moment corpus
+    mom2_lambda: float = at_least(0.0, 0.0)  # ridge on C as in ROME
+    seed: int = 0
 
 
 def memit_closed_form(C: torch.Tensor | None, K: torch.Tensor, R: torch.Tensor, lam: float
@@ -75,15 +96,17 @@ def _through_post_norm(model, spec, layer: int, m0: torch.Tensor, resid: torch.T
     return m_star - m0
 
 
-class MEMITEditor:
+@register_editor
+class MEMITEditor(Editor):
     name = "memit"
     hparams_class = MEMITHyperParams
 
-    def edit(self, model, tokenizer, spec, requests, hparams: MEMITHyperParams | None = None, stats=None,
-             progress: bool = False) -> EditResult:
-        from tqdm import tqdm
+    def stats_layers(self, hparams: MEMITHyperParams) -> list[int]:
+        return sorted(hparams.layers)
 
-        hp = hparams or MEMITHyperParams(**spec.hparams.get("memit", {}))
+    def edit(self, model, tokenizer, spec, requests, hparams: MEMITHyperParams, *, stats=None, state=None,
+             progress: bool = False) -> EditResult:
+        hp = hparams
         t_all = time.perf_counter()
         layers = sorted(hp.layers)
         last = layers[-1]

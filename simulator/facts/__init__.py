@@ -110,7 +110,9 @@ class FactSet:
         return [f for f in same if f.subject != fact.subject and f.target not in exclude_objects][:N_NEIGHBORS]
 
     def probes(self, fact: Fact, new: str, pool: list[Fact] | None = None) -> dict[str, list[ProbeItem]]:
-        """Probe suites of the edit `fact` -> `new` (targets as they should be after the edit)."""
+        """Probe suites of the edit `fact` -> `new` (targets as they should be after the edit).
+        Distract-Neighbor items are added by the stream builders (``simulator.streams.builtin``),
+        which own the DN prompt format."""
         rel, old = fact.relation, fact.target
         meta = {"fact": fact.id, "relation": rel.id}
         pool = self.facts if pool is None else pool
@@ -121,9 +123,6 @@ class FactSet:
             "neighborhood": [ProbeItem(n.text, " " + n.target, alt=" " + new, meta={"fact": n.id, "relation": rel.id})
                              for n in self.neighbors(fact, exclude_objects=(new,), pool=pool)],
         }
-        if p["neighborhood"]:
-            from simulator.streams.records import distract
-            p["distract"] = distract(fact.request(new), p["neighborhood"], k=2)
         attr = [f for f in pool if f.subject == fact.subject and f.relation != rel]
         if attr:
             p["attribute"] = [ProbeItem(f.text, " " + f.target, meta={"fact": f.id, "relation": f.relation.id})

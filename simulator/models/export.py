@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from safetensors.torch import save_model
 
 from ledger.errors import InputError
 
@@ -17,8 +18,6 @@ def export_model_dir(model: Any, tokenizer: Any, state_overrides: Mapping[str, t
     """Save ``model`` with ``state_overrides`` (state-dict name -> tensor) swapped in, plus its config and
     tokenizer, to ``out_dir`` (written to a temp dir and renamed, so a crash leaves no half directory).
     The model object itself is left exactly as it was. ``load_model(out_dir)`` reads it back."""
-    from safetensors.torch import save_model
-
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out} exists and is not empty; choose a new directory or delete it first")
@@ -36,15 +35,19 @@ def export_model_dir(model: Any, tokenizer: Any, state_overrides: Mapping[str, t
             sd[name].copy_(t.to(device=sd[name].device, dtype=sd[name].dtype))
         tmp = out.with_name(out.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        model.config.save_pretrained(str(tmp))
-        if getattr(model, "generation_config", None) is not None:
-            try:
-                model.generation_config.save_pretrained(str(tmp))
-            except Exception:  # a generation config is optional for loading
-                pass
-        tokenizer.save_pretrained(str(tmp))
+        try:
+            tmp.mkdir(parents=True)
+            save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            model.config.save_pretrained(str(tmp))
+            if getattr(model, "generation_config", None) is not None:
+                try:
+                    model.generation_config.save_pretrained(str(tmp))
+                except Exception:  # a generation config is optional for loading
+                    pass
+            tokenizer.save_pretrained(str(tmp))
+        except BaseException:      # a full disk, a kill: no half directory is left behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     finally:
         for name, t in saved.items():  # put the original weights back, bit for bit
             sd[name].copy_(t)

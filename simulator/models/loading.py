@@ -155,7 +155,10 @@ def _load_hf_dir(path: str, dev: torch.device, dtype: torch.dtype, local_only: b
     from transformers import AutoModelForCausalLM, AutoTokenizer
     try:
         tok = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=local_only, dtype=dtype)
+        # safetensors only: a path can come from a ledger's run config, and a pickled checkpoint
+        # (pytorch_model.bin) runs code when it loads. Remote code is never trusted either.
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=local_only, dtype=dtype,
+                                                     use_safetensors=True, trust_remote_code=False)
     except OSError as e:
         raise InputError(f"cannot load a model from {path!r}: {e}. Pass a directory holding config.json, "
                          "the weights and the tokenizer, a .gguf file, or one of: "
@@ -211,9 +214,14 @@ def _load_cached_copy(d: Path, dev, dtype, progress: bool):
     model, tok = _load_hf_dir(str(d), dev, dtype)
     fp_all = json.loads((d / FINGERPRINT_FILE).read_text())
     key = str(dtype).replace("torch.", "")
-    fp = fp_all.get(key)
-    if fp is None:  # first load in this dtype: compute once, remember beside the copy
-        fp = model_fingerprint(model)
+    # recomputed on every load: the base fingerprint names the weights every edit is recorded against,
+    # so it is measured, never taken from a file that could disagree with the weights beside it
+    fp = model_fingerprint(model)
+    if fp_all.get(key) not in (None, fp):
+        raise IntegrityError(f"the cached model copy in {d} does not match the fingerprint recorded when it was "
+                             f"made ({fp[:12]}… != {fp_all[key][:12]}…): it was changed or damaged. Delete {d}; "
+                             "it is rebuilt from its source on the next load")
+    if key not in fp_all:  # first load in this dtype: remember beside the copy
         fp_all[key] = fp
         tmp = d / (FINGERPRINT_FILE + f".tmp{os.getpid()}")
         tmp.write_text(json.dumps(fp_all, indent=1))

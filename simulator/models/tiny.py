@@ -12,7 +12,15 @@ words that are Capital+lowercase), so those cannot cut into a "Ġ" word either.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from pathlib import Path
+
 import torch
+from safetensors.torch import load_model, save_model
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import GPTJConfig, GPTJForCausalLM, PreTrainedTokenizerFast
 
 # Words that the tests, examples and demo prompts use, plus common English. Order matters (ids).
 _WORDS = """
@@ -45,9 +53,6 @@ def _dedupe(words: list[str]) -> list[str]:
 
 def build_tiny_tokenizer():
     """A deterministic byte-level BPE tokenizer (``PreTrainedTokenizerFast``) for tiny-gptj."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     byte_chars = sorted(pre_tokenizers.ByteLevel.alphabet(), key=lambda c: ord(c))
     vocab: dict[str, int] = {"<|endoftext|>": 0}
     for c in byte_chars:
@@ -154,8 +159,6 @@ def _train(model, tok, steps: int, lr: float) -> None:
 
 
 def _recipe_digest() -> str:
-    import hashlib
-    import json
     return hashlib.sha256(json.dumps([TINY_CONFIG, TINY_TRAIN, TINY_FACTS, _TINY_PREFIXES, _WORDS,
                                       torch.__version__]).encode()).hexdigest()[:16]
 
@@ -163,10 +166,6 @@ def _recipe_digest() -> str:
 def build_tiny_gptj(dtype: torch.dtype = torch.float32, cache_dir=None):
     """(model, tokenizer): seeded init + short deterministic training on CPU with one thread, so the same
     weights come out every time on a machine. Cached as safetensors in ``cache_dir`` when given."""
-    from pathlib import Path
-
-    from transformers import GPTJConfig, GPTJForCausalLM
-
     tok = build_tiny_tokenizer()
     config = GPTJConfig(vocab_size=len(tok), bos_token_id=0, eos_token_id=0, pad_token_id=0,
                         tie_word_embeddings=False, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
@@ -176,7 +175,6 @@ def build_tiny_gptj(dtype: torch.dtype = torch.float32, cache_dir=None):
         torch.manual_seed(TINY_TRAIN["seed"])
         model = GPTJForCausalLM(config)
         if cached is not None and cached.exists():
-            from safetensors.torch import load_model
             load_model(model, str(cached))
         else:
             threads = torch.get_num_threads()
@@ -187,9 +185,6 @@ def build_tiny_gptj(dtype: torch.dtype = torch.float32, cache_dir=None):
             finally:
                 torch.set_num_threads(threads)
             if cached is not None:
-                import os
-
-                from safetensors.torch import save_model
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 tmp = cached.with_suffix(f".tmp{os.getpid()}")
                 save_model(model, str(tmp))

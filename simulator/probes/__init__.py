@@ -1,9 +1,18 @@
-"""Probes: batched scoring of a model version, the survey's pitfall metrics, general abilities.
+"""Probes: what a version of the model is measured on, and how.
 
-``ProbeRunner`` (runner.py) is what the replay engine calls; ``scoring.py`` holds the model code,
-``metrics.py`` the pure metric arithmetic, ``general.py`` the general-ability sets.
+    schedule.py   when each suite is due (ProbeConfig)
+    items.py      the (prompt, target) pairs of an item, their keys, the JSON form of a score
+    suites/       the suite registry (SUITES): per-step and per-group record builders
+    general/      general abilities: the sets (built-in and real), the tasks, their records
+    runner.py     ProbeRunner: reference(), measure(); records_from_state()
+    recompute.py  every metric again from the raw scores the ledger kept
+    metrics.py    the arithmetic, one function per reference formula
+    scoring.py    the model code (torch)
 """
-from .general import GeneralSets
-from .runner import DERIVED_SUITES, GROUP_SUITES, STEP_SUITES, ProbeConfig, ProbeRunner
+from .general import GeneralSets, general_sets
+from .runner import STATE_KEY, ProbeRunner, records_from_state
+from .schedule import EXPENSIVE, ProbeConfig
+from .suites import HEAD, SUITES
 
-__all__ = ["ProbeConfig", "ProbeRunner", "GeneralSets", "STEP_SUITES", "GROUP_SUITES", "DERIVED_SUITES"]
+__all__ = ["EXPENSIVE", "GeneralSets", "HEAD", "ProbeConfig", "ProbeRunner", "STATE_KEY", "SUITES",
+           "general_sets", "records_from_state"]

@@ -1,14 +1,16 @@
-"""Metric arithmetic: pure functions over scored items (probabilities, top-1 flags, distributions).
+"""Metric arithmetic: pure functions over scored items (probabilities, top-1 flags, distributions,
+generated text). No model, no torch: tests drive every function with hand-made numbers.
 
-No model, no torch: a stub scorer with known probabilities drives every function in the tests.
-Conventions (the survey's appendix A and the papers it cites):
+Each function names the reference code whose formula it follows (docs/metrics.md lists them all).
+Conventions:
 
-* ``p`` of a target is ROME's length-normalised probability exp(mean token log-prob) unless a
-  function says otherwise; ``P(new) > P(old)`` comparisons use it (ROME/CounterFact do the same with
-  mean NLL).
+* ``p`` of a target is ROME's length-normalised probability exp(mean token log-prob)
+  (kmeng01/rome, experiments/py/eval_utils_counterfact.py); ``P(new) > P(old)`` comparisons use it.
+  Li et al.'s conflict and round metrics use the same per-prompt probability, averaged over the
+  prompts of a fact ("P-bar").
 * Rates are fractions in [0, 1] (the report multiplies by 100 where the survey prints percents).
-* Divergences: KL in nats; the Jensen-Shannon divergence of the round-edit Distortion in bits
-  (log base 2), so it lies in [0, 1].
+* Divergences in nats: NKL summed over the vocabulary; the round-edit Distortion as Li et al.'s
+  summarize.py computes it (a JS divergence divided by |Obj|).
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ import re
 import string
 from collections import Counter
 from typing import Iterable, Sequence
+
+from rouge import Rouge
 
 
 def mean(xs: Iterable[float]) -> float:
@@ -69,80 +73,81 @@ def kl_divergence(p: Sequence[float], q: Sequence[float], eps: float = 1e-12) ->
     return sum(a * (math.log(a) - math.log(max(b, eps))) for a, b in zip(p, q) if a > 0)
 
 
-def coarse_kl(ref: dict, cur: dict) -> float:
-    """KL(ref || cur) of two next-token distributions coarse-grained to the same token set plus one
+def coarse_kl(p: dict, q: dict) -> float:
+    """KL(p || q) of two next-token distributions coarse-grained to the same token set plus one
     rest bucket (``{"ids", "p", "rest"}`` as scoring returns them). Exact when the set is the whole
     vocabulary; otherwise a lower bound of the full KL (coarse-graining never increases KL)."""
-    assert list(ref["ids"]) == list(cur["ids"]), "coarse_kl needs both distributions on the same token set"
-    return kl_divergence(list(ref["p"]) + [ref["rest"]], list(cur["p"]) + [cur["rest"]])
+    assert list(p["ids"]) == list(q["ids"]), "coarse_kl needs both distributions on the same token set"
+    return kl_divergence(list(p["p"]) + [p["rest"]], list(q["p"]) + [q["rest"]])
 
 
-def neighborhood_kl(refs: Sequence[dict], curs: Sequence[dict]) -> float:
-    """NKL (CounterFact+, Hoelscher-Obermaier et al. 2023): mean over neighbourhood prompts of
-    KL(P_reference(next token) || P_edited(next token))."""
-    assert len(refs) == len(curs), "neighborhood_kl needs parallel lists"
-    return mean(coarse_kl(r, c) for r, c in zip(refs, curs))
-
-
-def js_divergence(p: Sequence[float], q: Sequence[float]) -> float:
-    """Jensen-Shannon divergence in bits (in [0, 1])."""
-    assert len(p) == len(q), "js_divergence needs distributions over the same support"
-    m = [(a + b) / 2 for a, b in zip(p, q)]
-    return (kl_divergence(p, m) + kl_divergence(q, m)) / 2 / math.log(2)
-
-
-def normalise(scores: Sequence[float]) -> list[float]:
-    """A distribution over an object set from per-object log-scores (softmax)."""
-    top = max(scores)
-    e = [math.exp(s - top) for s in scores]
-    z = sum(e)
-    return [x / z for x in e]
+def neighborhood_kl(edited: dict, reference: dict) -> float:
+    """NKL of one neighbourhood prompt in CounterFact+'s direction (apartresearch/specificityplus,
+    experiments/analyze.py: ``kl_div(log P_unedited, log P_edited, log_target=True)``, i.e.
+    KL(P_edited || P_unedited)) over the next token, in nats summed over the vocabulary. CounterFact+
+    also divides by |V| (torch's "batchmean" on one 1-D distribution); editledger does not, so its
+    NKL is CounterFact+'s times |V| (docs/metrics.md)."""
+    return coarse_kl(edited, reference)
 
 
 # ----------------------------------------------------------------------------- conflicts (ConflictEdit)
+# Li et al. 2024, zjunlp/PitfallsKnowledgeEditing: experiments/evaluate_conflictedit.py scores each
+# fact as the mean, over the edit prompt and the relation's conflict templates, of the per-token
+# geometric-mean probability of its object (P-bar below); experiments/summarize.py turns them into
+# one number per case and averages the cases.
 def conflict_score(p_new: Sequence[float], p_old: Sequence[float]) -> float:
-    """CS = mean 1{p'(k_new) > p'(k_old)}, both under the final model."""
-    return success_rate(p_new, p_old)
-
-
-def relative_drop(p_mid: Sequence[float], p_final: Sequence[float]) -> float:
-    """mean (p_m - p') / p_m: CM with the old fact k_o, TFD with the tied fact k_f."""
-    assert len(p_mid) == len(p_final), "relative_drop needs parallel lists"
-    return mean((m - f) / m for m, f in zip(p_mid, p_final))
+    """CS of one case: 1{P-bar_theta'(k_n) > P-bar_theta'(k_o)}, both after the second edit, each
+    argument the fact's probabilities over its prompts."""
+    return 1.0 if mean(p_new) > mean(p_old) else 0.0
 
 
 def conflict_magnitude(p_old_mid: Sequence[float], p_old_final: Sequence[float]) -> float:
-    """CM = mean (p_{θm}(k_o) - p_{θ'}(k_o)) / p_{θm}(k_o); θm = the model after the first edit."""
-    return relative_drop(p_old_mid, p_old_final)
+    """CM of one case: max((P-bar_theta_m(k_o) - P-bar_theta'(k_o)) / P-bar_theta_m(k_o), -1), theta_m
+    the model after the first edit (summarize.py clips at -1; the survey's formula does not)."""
+    m, f = mean(p_old_mid), mean(p_old_final)
+    return max((m - f) / m, -1.0)
 
 
-def tied_fact_damage(p_tied_mid: Sequence[float], p_tied_final: Sequence[float]) -> float:
-    """TFD = mean (p_{θm}(k_f) - p_{θ'}(k_f)) / p_{θm}(k_f)."""
-    return relative_drop(p_tied_mid, p_tied_final)
+def tied_fact_damage(p_tied_base: Sequence[float], p_tied_final: Sequence[float]) -> float:
+    """TFD of one case as summarize.py computes it ("FFD"): (P-bar_theta(k_f) - P-bar_theta'(k_f)) /
+    P-bar_theta(k_f) with theta the *unedited* model (the survey writes theta_m), no clip."""
+    b, f = mean(p_tied_base), mean(p_tied_final)
+    return (b - f) / b
 
 
 # ----------------------------------------------------------------------------- round edits (RoundEdit)
-def distortion(dist_before: Sequence[float], dist_after: Sequence[float]) -> float:
-    """D = JS(p_θ(Obj | s, r), p_θ'(Obj | s, r)) in bits."""
-    return js_divergence(dist_before, dist_after)
+# Li et al. 2024, experiments/py/eval_utils_roundedit.py and experiments/summarize.py: every object's
+# P-bar is its mean probability over the edit prompt and the relation's round templates; o1 is the
+# true object, o* the intermediate one, Obj the dataset's true_objects (o1 included, o* not).
+def round_success(mid_o_star: Sequence[float], mid_o1: Sequence[float],
+                  final_o1: Sequence[float], final_o_star: Sequence[float]) -> float:
+    """Succ of one case: 0.5 * 1{P-bar_theta_m(o*) > P-bar_theta_m(o1)} (the first edit took, seen
+    after it) + 0.5 * 1{P-bar_theta'(o1) > P-bar_theta'(o*)} (the edit back took, seen after it)."""
+    return 0.5 * (mean(mid_o_star) > mean(mid_o1)) + 0.5 * (mean(final_o1) > mean(final_o_star))
 
 
-def ignore_rate(dist_before: Sequence[float], dist_after: Sequence[float], target: int) -> float:
-    """IR = 1/(|Obj|-1) Σ_{o ≠ o1} 1{p_θ(o) > p_θ'(o)}: objects other than the target that lost
-    probability over the round trip."""
-    assert len(dist_before) == len(dist_after) >= 2, "ignore_rate needs an object set of 2 or more"
-    others = [i for i in range(len(dist_before)) if i != target]
-    return sum(1.0 for i in others if dist_before[i] > dist_after[i]) / len(others)
+def ignore_rate(base_others: Sequence[float], final_others: Sequence[float]) -> float:
+    """IR of one case: the fraction of Obj \\ {o1} whose P-bar fell from the unedited model theta to
+    theta' (1/(|Obj|-1) * sum 1{P-bar_theta(o) > P-bar_theta'(o)})."""
+    assert len(base_others) == len(final_others) >= 1, "ignore_rate needs the same objects besides o1"
+    return sum(1.0 for b, f in zip(base_others, final_others) if b > f) / len(base_others)
 
 
 def failure(ir: float) -> bool:
-    """FR's per-item indicator: IR > 0.5."""
+    """FR's per-case indicator: IR > 0.5."""
     return ir > 0.5
 
 
-def round_success(dist_after: Sequence[float], target: int) -> bool:
-    """The target is the most probable object of the set after the round trip."""
-    return max(range(len(dist_after)), key=lambda i: dist_after[i]) == target
+def distortion(final: Sequence[float], base: Sequence[float]) -> float:
+    """D of one case as summarize.py's js_div computes it: the P-bar vectors over Obj ([o1] + the
+    others) are L1-normalised, and D = (KL(p || m) + KL(q || m)) / 2 / |Obj| in nats, m = (p + q) / 2.
+    The / |Obj| is torch's KLDivLoss(reduction="batchmean") applied to one 1-D distribution: it
+    divides by the tensor's first dimension. So D = JS divergence (nats) / |Obj|."""
+    assert len(final) == len(base) >= 2, "distortion needs P-bar over the same object set on both models"
+    p = [x / sum(final) for x in final]
+    q = [x / sum(base) for x in base]
+    m = [(a + b) / 2 for a, b in zip(p, q)]
+    return (kl_divergence(p, m) + kl_divergence(q, m)) / 2 / len(p)
 
 
 # ----------------------------------------------------------------------------- multi-hop (MQuAKE)
@@ -184,13 +189,10 @@ def exact_match(prediction: str, answers: Sequence[str]) -> bool:
 _NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
-def first_number(text: str) -> str | None:
-    """The first number in ``text`` with thousands separators removed (GSM8K answer extraction)."""
-    m = _NUM.search(text)
-    if not m:
-        return None
-    s = m.group(0).replace(",", "")
-    return s[:-2] if s.endswith(".0") else s
+def last_number(text: str) -> str | None:
+    """The last number in ``text``, thousands separators removed (the built-in reasoning answers)."""
+    nums = _NUM.findall(text)
+    return nums[-1].replace(",", "") if nums else None
 
 
 def perplexity(nll: float, n_tokens: int) -> float:
@@ -218,8 +220,61 @@ def fluency(texts: Sequence[str]) -> float:
 
 
 def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """Mean ROUGE-1/2/L F1 (Google's ``rouge-score``, with stemming)."""
-    from rouge_score import rouge_scorer
+    """Mean ROUGE-1/2/L F1 (Google's ``rouge-score``, with stemming): the built-in summaries."""
+    from rouge_score import rouge_scorer  # pulls nltk and scipy (~2.7 s): only the built-in summaries need it
     sc = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
     res = [sc.score(r, p) for p, r in zip(predictions, references)]
     return {k: mean(x[k].fmeasure for x in res) for k in ("rouge1", "rouge2", "rougeL")}
+
+
+# ----------------------------------------------------------------------------- Gu et al.'s downstream tasks
+# JasonForJoy/Model-Editing-Hurt, test-task-code/test-*.py: greedy generation after a task prompt,
+# then a string rule per task. These functions are those rules.
+def span_exact_match(generated: str, answers: Sequence[str]) -> bool:
+    """Natural Questions (test-OpenDomainQA.py): the normalised generation matches if any run of
+    its consecutive words equals a normalised gold answer. (The reference searches the whole decoded
+    sequence, prompt and passage included, and can count an item more than once; here only the
+    generated words are searched, once per item: docs/metrics.md.)"""
+    words = normalize_answer(generated).split(" ")
+    gold = {normalize_answer(a) for a in answers}
+    return any(" ".join(words[i:j]) in gold for i in range(len(words)) for j in range(i + 1, len(words) + 1))
+
+
+def contains_answer(generated: str, answer: str) -> bool:
+    """GSM8K (test-reasoning.py): solved when the gold number's text occurs in the generation."""
+    return answer in generated
+
+
+def label_in(generated: str, words: Sequence[str]) -> int | None:
+    """SST-2 / RTE (test-SentimentAnalysis.py, test-NLI.py): the index of the first of ``words``
+    found in the lower-cased generation, else None (an unanswered item)."""
+    g = generated.lower()
+    return next((i for i, w in enumerate(words) if w in g), None)
+
+
+def label_exact(generated: str, words: Sequence[str]) -> int | None:
+    """BoolQ (test-ClosedDomainQA.py): the index of the word the lower-cased generation equals
+    exactly (" yes" / " no", leading space included), else None."""
+    g = generated.lower()
+    return next((i for i, w in enumerate(words) if g == w), None)
+
+
+def answered_accuracy(preds: Sequence[int | None], labels: Sequence[int]) -> tuple[float, float]:
+    """(accuracy over the answered items, accuracy over all items): the reference prints both as
+    ``accuracy = (TP + FN) / (TP + FN + TN + FP)`` and ``total_accuracy`` (others counted wrong)."""
+    answered = [(p, y) for p, y in zip(preds, labels) if p is not None]
+    right = sum(1 for p, y in answered if p == y)
+    return (right / len(answered) if answered else float("nan")), (right / len(preds) if preds else float("nan"))
+
+
+def rouge_gu(prediction: str, reference: str) -> float:
+    """SAMSum (test-summarization.py): the mean of ROUGE-1, ROUGE-2 and ROUGE-L F of pltrdy's
+    ``rouge`` package (``Rouge().get_scores(prediction, reference)``); 0 for a prediction of at
+    most one character, as the reference scores it, and for one with no words."""
+    if len(prediction) <= 1:
+        return 0.0
+    try:
+        s = Rouge().get_scores(prediction, reference)[0]
+    except ValueError:          # "Hypothesis is empty": no word left once split on "."
+        return 0.0
+    return (s["rouge-1"]["f"] + s["rouge-2"]["f"] + s["rouge-l"]["f"]) / 3

@@ -118,6 +118,10 @@ class StatsProvider:
         return StatsKey(self.model_fingerprint, spec.rewrite_module.format(layer),
                         self._corpus_digest(model, tokenizer, spec), self.corpus.n_tokens)
 
+    def missing(self, model, tokenizer, spec, layers) -> list[int]:
+        """The layers whose statistics are not cached yet (collecting them needs the base weights)."""
+        return [layer for layer in layers if self.cache.get(self.key(model, tokenizer, spec, layer)) is None]
+
     def prepare(self, model, tokenizer, spec, layers) -> list[str]:
         """Collect (or find) the statistics of ``layers`` now, while ``model`` is the base model; a replay
         calls this before its first edit. Returns the digests."""

@@ -8,14 +8,14 @@ Public API:
     read_benchmark(path) -> list[Record]   auto-detects CounterFact, ZsRE, MQuAKE, ConflictEdit,
                                            RoundEdit, portability files and stream files
     make_stream(kind, records, n, seed, batch_size=1) -> Stream
+
+Modules import one way: format, records -> probesets -> builtin -> make / adapters.
 """
+from simulator.streams.adapters import read_benchmark
 from simulator.streams.format import (FORMAT_VERSION, MIXED, Stream, StreamFormatError, load_stream,
                                       parse_stream_bytes, save_stream, steps_digest)
+from simulator.streams.make import make_stream
+from simulator.streams.records import Record
 
-__all__ = ["FORMAT_VERSION", "MIXED", "Stream", "StreamFormatError", "load_stream",
-           "parse_stream_bytes", "save_stream", "steps_digest"]
-from simulator.streams.adapters import read_benchmark  # noqa: E402
-from simulator.streams.make import make_stream  # noqa: E402
-from simulator.streams.records import Record  # noqa: E402
-
-__all__ += ["Record", "make_stream", "read_benchmark"]
+__all__ = ["FORMAT_VERSION", "MIXED", "Stream", "StreamFormatError", "load_stream", "parse_stream_bytes",
+           "save_stream", "steps_digest", "Record", "make_stream", "read_benchmark"]

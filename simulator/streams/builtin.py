@@ -1,26 +1,31 @@
 """Streams on the built-in facts (simulator/facts): records, synthesized cases, the demo stream.
 
 Only facts that passed scripts/check_facts.py on the base model are used. Conflict and multi-hop
-cases are built from the facts' relations:
+cases are built from the facts' relations; conflict probes follow Li et al.'s
+evaluate_conflictedit.py: k_o is the first edit's own fact and k_n the second edit's, each read
+through its own edit prompt and the relation's paraphrases (the dataset's conflict templates):
 
     reverse conflict    (France, capital, Paris -> Berlin), then (Berlin, capital-of, France -> Spain)
-                        k_o = capital of France is Berlin, k_n = capital of Spain is Berlin, scored
-                        on one prompt: "Berlin is the capital of" -> Spain (k_n) against France (k_o)
+                        k_o = "The capital of France is the city of" -> Berlin (+ paraphrases)
+                        k_n = "Berlin is the capital of" -> Spain (+ reverse paraphrases)
     composite conflict  tied fact (Eiffel Tower, in city, Paris); rule: in city C & C in country K
                         -> in country K. Edit 1 (Paris, in country, France -> K2), edit 2
-                        (Eiffel Tower, in country, France -> K3); k_o = Eiffel Tower in K2, k_n = in K3
+                        (Eiffel Tower, in country, France -> K3); k_o = Paris in K2, k_n = Eiffel
+                        Tower in K3, k_f = the tied fact (Tied Fact Damage)
     multi-hop           (Eiffel Tower, in city, Paris -> C2) [, (C2, in country, K -> K3)], asked
-                        "The Eiffel Tower is located in the country of" -> K3 (or C2's country)
+                        "The Eiffel Tower is located in the country of" -> K3 (or C2's country);
+                        a cloze, so its accuracy is labelled zero-shot (mh_zeroshot)
 """
 from __future__ import annotations
 
 import random
 from dataclasses import replace
 
-from simulator.facts import Fact, FactSet, load_facts, passing
+from simulator.facts import Fact, FactSet, load_check, load_facts, passing
 from simulator.requests import EditRequest, ProbeItem, Step
 from simulator.streams.format import MIXED, Stream
-from simulator.streams.records import Record, sp
+from simulator.streams.probesets import drop_edited, round_items, swap
+from simulator.streams.records import Probes, Record, distract, sp
 
 
 def _facts(ids: list[str] | None) -> list[Fact]:
@@ -31,19 +36,27 @@ def _facts(ids: list[str] | None) -> list[Fact]:
     return [f for f in ok if f.id in want]
 
 
+def _probes(fs: FactSet, f: Fact, new: str, pool: list[Fact]) -> Probes:
+    """The fact set's probes of the edit f -> new, plus its Distract-Neighbor items."""
+    p = fs.probes(f, new, pool=pool)
+    if p.get("neighborhood"):
+        p["distract"] = distract(f.request(new), p["neighborhood"], k=2)
+    return p
+
+
 def builtin_records(seed: int = 0, ids: list[str] | None = None) -> list[Record]:
     """One record per passing fact, its new target drawn (seeded) among same-type objects."""
     fs, rng = load_facts(), random.Random(seed)
     out = []
     for f in _facts(ids):
         new = fs.new_target(f, rng)
-        out.append(Record("builtin", f.id, [f.request(new)], [fs.probes(f, new, pool=passing())]))
+        out.append(Record("builtin", f.id, [f.request(new)], [_probes(fs, f, new, passing())]))
     return out
 
 
-def _conflict_items(templates: list[str], subject: str, new: str, old: str, meta: dict) -> list[ProbeItem]:
-    """Conflict items: k_n's object as target, k_o's as alt, on one prompt per template."""
-    return [ProbeItem(t.format(subject), sp(new), alt=sp(old), meta=meta) for t in templates]
+def _fact_items(templates, subject: str, obj: str, role: str, meta: dict) -> list[ProbeItem]:
+    """One conflict item per template: the fact (subject, relation, obj) in the role k_o / k_n / k_f."""
+    return [ProbeItem(t.format(subject), sp(obj), meta={**meta, "fact": role}) for t in templates]
 
 
 def _reverse_case(fs: FactSet, f: Fact, rng: random.Random, facts: list[Fact],
@@ -60,18 +73,19 @@ def _reverse_case(fs: FactSet, f: Fact, rng: random.Random, facts: list[Fact],
     r1 = f.request(o2)
     r2 = EditRequest(subject=o2, prompt=rel.reverse, target_new=sp(s2), target_old=sp(f.subject),
                      relation=rel.id + "-reverse", case_id=cid)
-    # k_o = (s1, r1, o2) and k_n = (s2, r1, o2), read through the reverse relation on o2
-    conflict = _conflict_items([rel.reverse, *rel.reverse_paraphrases], o2, s2, f.subject, meta)
-    p1 = fs.probes(f, o2, pool=facts)
+    # k_o = the first edit's fact, k_n = the second's, each through its own prompts
+    conflict = (_fact_items([rel.prompt, *rel.paraphrases], f.subject, o2, "k_o", meta)
+                + _fact_items([rel.reverse, *rel.reverse_paraphrases], o2, s2, "k_n", meta))
+    p1 = _probes(fs, f, o2, facts)
     p2 = {"rewrite": [ProbeItem(r2.text, r2.target_new, alt=r2.target_old, meta=meta)],
           "paraphrase": [ProbeItem(t.format(o2), r2.target_new, alt=r2.target_old, meta=meta)
                          for t in rel.reverse_paraphrases],
           # other objects of the relation still answer their own subject
           "neighborhood": [ProbeItem(rel.reverse.format(g.target), sp(g.subject), alt=sp(s2), meta=meta)
                            for g in others if g.target != o2 and g.subject != s2][:5],
-          # the reversed relation of the second edit: the capital of s2 is now o2 (that is k_n)
+          # the reversed relation of the second edit: the capital of s2 is now o2
           "portability_rr": [ProbeItem(rel.prompt.format(s2), sp(o2), alt=sp(s2_fact.target), meta=meta)],
-          "conflict": conflict}  # on the pair's last step: the runner scores it after both steps
+          "conflict": conflict}  # on the pair's last step: the runner scores it after each step of the pair
     return Record("builtin", cid, [r1, r2], [p1, p2], native="reverse_conflict")
 
 
@@ -89,9 +103,9 @@ def _composite_case(fs: FactSet, f: Fact, rng: random.Random) -> Record | None:
                      relation=city_rel.id, case_id=cid)
     r2 = EditRequest(subject=f.subject, prompt=rel.one_hop, target_new=sp(k3), target_old=sp(k),
                      relation=city_rel.id, case_id=cid)
-    conflict = _conflict_items([rel.one_hop], f.subject, k3, k2, meta)  # k_n = (L, country, K3), k_o = (L, country, K2)
-    tied = [ProbeItem(t.format(f.subject), sp(f.target), meta={**meta, "fact": "k_f"})
-            for t in (rel.prompt, *rel.paraphrases)]
+    conflict = (_fact_items([city_rel.prompt, *city_rel.paraphrases], f.target, k2, "k_o", meta)
+                + _fact_items([rel.one_hop], f.subject, k3, "k_n", meta))
+    tied = _fact_items([rel.prompt, *rel.paraphrases], f.subject, f.target, "k_f", meta)
     probes = [{"rewrite": [ProbeItem(r.text, r.target_new, alt=r.target_old, meta={**meta, "edit": i})]}
               for i, r in enumerate((r1, r2))]
     probes[1].update(conflict=conflict, tied_fact=tied)
@@ -108,18 +122,18 @@ def _multihop_case(fs: FactSet, f: Fact, rng: random.Random, facts: list[Fact]) 
     c2 = rng.choice(with_fact or cands)
     cid = f"multihop-{f.id}"
     requests = [f.request(c2)]
-    probes = [fs.probes(f, c2, pool=facts)]
+    probes = [_probes(fs, f, c2, facts)]
     answer, old = fs.prop("city", c2, "country"), fs.prop("city", f.target, "country")
-    hops = [ProbeItem(f.text, sp(c2), meta={"case_id": cid, "kind": "hop", "hop": 0})]
+    hops = [ProbeItem(f.text, sp(c2), meta={"case_id": cid, "kind": "hop", "hop": 0, "prompting": "cloze"})]
     if c2 in cities:
         g = cities[c2]
         k3 = fs.new_target(g, rng, avoid=(old,))
         requests.append(g.request(k3))
-        probes.append(fs.probes(g, k3, pool=facts))
+        probes.append(_probes(fs, g, k3, facts))
         answer = k3
-        hops.append(ProbeItem(g.text, sp(k3), meta={"case_id": cid, "kind": "hop", "hop": 1}))
+        hops.append(ProbeItem(g.text, sp(k3), meta={"case_id": cid, "kind": "hop", "hop": 1, "prompting": "cloze"}))
     question = ProbeItem(rel.one_hop.format(f.subject), sp(answer), alt=sp(old),
-                         meta={"case_id": cid, "kind": "question", "q": 0})
+                         meta={"case_id": cid, "kind": "question", "q": 0, "prompting": "zero-shot"})
     probes[-1] = {**probes[-1], "multihop": [question, *hops]}
     requests = [replace(r, case_id=cid) for r in requests]  # the case groups its edits
     return Record("builtin", cid, requests, probes, native="multihop")
@@ -158,8 +172,6 @@ def demo_stream() -> list[Step]:
     object) except inside the round pair and the conflict pair, so that each step's probes measure
     that step's edit and not an earlier one.
     """
-    from simulator.facts import load_check
-    from simulator.streams.make import _drop_edited, _round_items, _swap
     fs, rng, check = load_facts(), random.Random(0), load_check()
     facts = passing()
     order = [f for f in facts if _clean(f, check)] + [f for f in facts if not _clean(f, check)]
@@ -190,22 +202,22 @@ def demo_stream() -> list[Step]:
     seq = [pick(lambda f: True) for _ in range(8)]
 
     def single(f: Fact, new: str) -> Step:
-        return Step(requests=[f.request(new)], kind="sequential", probes=fs.probes(f, new, pool=facts))
+        return Step(requests=[f.request(new)], kind="sequential", probes=_probes(fs, f, new, facts))
 
     steps = [single(f, new) for f, new in seq[:4]]
-    fwd, probes = rnd.request(rnd_new), fs.probes(rnd, rnd_new, pool=facts)
+    fwd, probes = rnd.request(rnd_new), _probes(fs, rnd, rnd_new, facts)
     others = [c for c in fs.candidates(rnd) if c != rnd_new]
     objects = (fwd.target_old,) + tuple(sp(o) for o in rng.sample(others, min(3, len(others))))
-    steps.append(Step(requests=[fwd], kind="round", group=f"round-{rnd.id}", role="forward",
-                      probes={**probes, "round": _round_items(fwd, fwd.target_new, objects, "forward")}))
+    round_prompts = tuple(t.format(rnd.subject) for t in rnd.relation.paraphrases)
+    steps.append(Step(requests=[fwd], kind="round", group=f"round-{rnd.id}", role="forward", probes=probes))
     steps.append(Step(requests=[replace(fwd, target_new=fwd.target_old, target_old=fwd.target_new)], kind="round",
                       group=f"round-{rnd.id}", role="back",
-                      probes={**_swap(probes), "round": _round_items(fwd, fwd.target_old, objects, "back")}))
+                      probes={**swap(probes), "round": round_items(fwd, objects, round_prompts)}))
     case = _reverse_case(fs, rev, rng, facts, o2=o2, s2_fact=s2_fact)
     steps += [Step(requests=[r], kind="reverse_conflict", group=case.case_id, role=role, probes=dict(p))
               for r, p, role in zip(case.requests, case.probes, ("first", "second"))]
     steps += [single(f, new) for f, new in seq[4:]]
-    _drop_edited(steps)
+    drop_edited(steps)
     return steps
 
 

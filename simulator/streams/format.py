@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,17 @@ _STEP_FIELDS = {"v", "kind", "requests", "group", "role", "probes"}
 _HEADER_FIELDS = {"v", "stream", "kind", "meta"}
 _REQUEST_FIELDS = {"subject", "prompt", "target_new", "target_old", "relation", "case_id"}
 _PROBE_FIELDS = {"prompt", "target", "alt", "answers", "choices", "label", "meta"}
+
+# Limits a real benchmark never reaches and a hostile file easily does (a 2 MB prompt asked a model
+# for ~4 TB of attention; a 10 MB subject ran for minutes). The model's own context is checked by
+# the replay, which knows the tokenizer.
+MAX_SUBJECT_CHARS = 1_000
+MAX_TEXT_CHARS = 20_000        # prompts, targets, few-shot contexts
+MAX_META_DEPTH = 16
+# Control characters a terminal acts on (ESC starts escape sequences that can rewrite the window
+# title; NUL truncates C strings), and lone surrogates that no UTF-8 encoder can write. Tab and
+# newline are text (few-shot prompts hold newlines).
+_FORBIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class StreamFormatError(InputError):
@@ -81,6 +93,7 @@ def save_stream(stream: Stream, path: str | os.PathLike) -> None:
     lines = [json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False)]
     lines += [canonical_line(s) for s in stream.steps]
     data = ("\n".join(lines) + "\n").encode("utf-8")
+    parse_stream_bytes(data, source=str(path))      # write only what `stream check` and a replay accept
     atomic_write(path, data, prefix=f".{path.name}.")
 
 
@@ -102,10 +115,55 @@ def _str(d: dict, key: str, where: str, *, required: bool, nonempty: bool = True
         return None
     v = d[key]
     if not isinstance(v, str):
-        raise _Err(f, f"must be a string, got {type(v).__name__} {json.dumps(v)[:40]}")
+        raise _Err(f, f"must be a string, got {type(v).__name__} {_short(v)}")
+    _text_ok(v, f, MAX_SUBJECT_CHARS if key == "subject" else MAX_TEXT_CHARS)
     if nonempty and not v.strip():
         raise _Err(f, "is empty")
     return v
+
+
+def _short(v: Any) -> str:
+    try:
+        return json.dumps(v)[:40]
+    except (ValueError, RecursionError):
+        return type(v).__name__
+
+
+def _text_ok(v: str, f: str, limit: int) -> None:
+    if len(v) > limit:
+        raise _Err(f, f"is {len(v):,} characters long; the limit is {limit:,} (is the file what you meant?)")
+    bad = _FORBIDDEN.search(v)
+    if bad:
+        raise _Err(f, f"holds the control character or unpaired surrogate U+{ord(bad.group()):04X} at "
+                      f"position {bad.start()}; remove it (terminal escapes and NUL are not text)")
+
+
+def _depth(x: Any, limit: int) -> bool:
+    """True when ``x`` nests no deeper than ``limit`` (checked iteratively: no recursion to exhaust)."""
+    todo = [(x, 0)]
+    while todo:
+        y, d = todo.pop()
+        if d > limit:
+            return False
+        if isinstance(y, dict):
+            todo += [(z, d + 1) for z in y.values()]
+        elif isinstance(y, list):
+            todo += [(z, d + 1) for z in y]
+    return True
+
+
+def _meta(d: dict, where: str) -> dict:
+    meta = d.get("meta", {})
+    if not isinstance(meta, dict):
+        raise _Err(f"{where}meta", "must be an object")
+    if not _depth(meta, MAX_META_DEPTH):
+        raise _Err(f"{where}meta", f"nests deeper than {MAX_META_DEPTH} levels")
+    try:
+        text = json.dumps(meta, ensure_ascii=False)
+    except (ValueError, RecursionError) as e:
+        raise _Err(f"{where}meta", f"cannot be stored ({e})") from None
+    _text_ok(text, f"{where}meta", MAX_TEXT_CHARS)
+    return meta
 
 
 def _unknown(d: dict, allowed: set[str], where: str) -> None:
@@ -150,6 +208,10 @@ def _str_list(d: dict, key: str, where: str) -> tuple[str, ...]:
     v = d.get(key, [])
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
         raise _Err(f"{where}{key}", "must be a list of strings")
+    if len(v) > 1_000:
+        raise _Err(f"{where}{key}", f"has {len(v):,} items; the limit is 1,000")
+    for i, x in enumerate(v):
+        _text_ok(x, f"{where}{key}[{i}]", MAX_TEXT_CHARS)
     return tuple(v)
 
 
@@ -170,9 +232,7 @@ def _probe(d: Any, where: str) -> ProbeItem:
             raise _Err(f"{where}label", "must be an integer index into choices")
         if not 0 <= label < len(choices):
             raise _Err(f"{where}label", f"{label} is outside choices (it has {len(choices)} items)")
-    meta = d.get("meta", {})
-    if not isinstance(meta, dict):
-        raise _Err(f"{where}meta", "must be an object")
+    meta = _meta(d, where)
     return ProbeItem(prompt=prompt, target=target, alt=alt, answers=answers, choices=choices,
                      label=label, meta=dict(meta))
 
@@ -232,10 +292,7 @@ def _header(d: dict) -> tuple[str, str, dict]:
     _unknown(d, _HEADER_FIELDS, "")
     name = _str(d, "stream", "", required=True)
     kind = _kind(d, allow_mixed=True)
-    meta = d.get("meta", {})
-    if not isinstance(meta, dict):
-        raise _Err("meta", "must be an object")
-    return name, kind, meta
+    return name, kind, _meta(d, "")
 
 
 def parse_stream_bytes(data: bytes, source: str = "<stream>", default_name: str = "stream") -> Stream:
@@ -263,7 +320,10 @@ def parse_stream_bytes(data: bytes, source: str = "<stream>", default_name: str 
             continue
         try:
             d = json.loads(text)
-        except json.JSONDecodeError as e:
+        except (ValueError, RecursionError) as e:
+            if not isinstance(e, json.JSONDecodeError):   # a 5000-digit number, nesting past the parser's stack
+                fail(lineno, None, f"cannot be read as JSON ({str(e)[:120] or type(e).__name__}); numbers must "
+                                   "have fewer than 4,300 digits and objects nest a few levels at most")
             if i == last_nonblank and truncated_tail:
                 fail(lineno, None, f"truncated line (the JSON stops at column {e.pos + 1} and the file "
                                    f"has no final newline): the file was cut off; write it again")

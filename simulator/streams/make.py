@@ -10,14 +10,12 @@ import random
 from dataclasses import replace
 
 from ledger.errors import InputError
-from simulator.requests import STREAM_KINDS, EditRequest, ProbeItem, Step
+from simulator.requests import STREAM_KINDS, EditRequest, Step
+from simulator.streams.builtin import builtin_records, synthesize
 from simulator.streams.format import Stream
+from simulator.streams.probesets import drop_edited, round_items, swap
 from simulator.streams.records import Probes, Record, merge, plain
 
-# suites whose target follows the edit: a back edit swaps their target and alt
-_FOLLOW_EDIT = ("rewrite", "paraphrase", "portability_sr", "portability_rr", "portability_oh")
-# suites of facts that must not move: an item about a fact edited earlier in the stream is dropped
-_LOCALITY = ("neighborhood", "attribute", "distract")
 _ROUND_OBJECTS = 4  # size of the object set built for records that carry none (o1 + 3 others)
 
 
@@ -41,18 +39,6 @@ def _draw(items: list, n: int, rng: random.Random, what: str) -> list:
     return rng.sample(items, n)
 
 
-def _swap(probes: Probes) -> Probes:
-    """The probes of a round trip's back edit (distract items are dropped: they quote the forward edit)."""
-    out = {}
-    for suite, items in probes.items():
-        if suite == "distract":
-            continue
-        if suite in _FOLLOW_EDIT:
-            items = [replace(p, target=p.alt, alt=p.target) if p.alt else p for p in items]
-        out[suite] = list(items)
-    return out
-
-
 def _object_set(req: EditRequest, rec: Record, units, rng: random.Random) -> tuple[str, ...]:
     """Obj of a round edit: the record's own, else o1 plus true objects of other cases of the relation."""
     if rec.objects:
@@ -63,23 +49,12 @@ def _object_set(req: EditRequest, rec: Record, units, rng: random.Random) -> tup
     return (req.target_old,) + tuple(rng.sample(same, min(len(same), _ROUND_OBJECTS - 1)))
 
 
-def _round_items(req: EditRequest, target: str, objects: tuple[str, ...], phase: str) -> list[ProbeItem]:
-    label = objects.index(target) if target in objects else None
-    return [ProbeItem(req.text, target, choices=objects, label=label,
-                      meta={"phase": phase, "o1": req.target_old, "o_star": req.target_new})]
-
-
-def _drop_edited(steps: list[Step]) -> None:
-    """Drop locality items that probe a fact edited at or before their step: it is meant to move."""
-    edited: set[str] = set()
-    for st in steps:
-        edited.update(r.text for r in st.requests)
-        for suite in _LOCALITY:
-            if suite in st.probes:
-                st.probes[suite] = [p for p in st.probes[suite]
-                                    if p.prompt not in edited and p.meta.get("neighbor") not in edited]
-                if not st.probes[suite]:
-                    del st.probes[suite]
+def _round_prompts(rec: Record, probes: Probes) -> tuple[str, ...]:
+    """The prompts a round edit is averaged over besides its own: the dataset's round templates
+    (RoundEdit), else the edit's paraphrases (same subject and relation)."""
+    if rec.round_prompts:
+        return rec.round_prompts
+    return tuple(p.prompt for p in probes.get("paraphrase", []))
 
 
 def _builtin_facts(records: list[Record]) -> bool:
@@ -90,7 +65,6 @@ def _builtin_facts(records: list[Record]) -> bool:
 def _case_records(kind: str, records: list[Record], seed: int) -> list[Record]:
     cases = [r for r in records if r.native == kind]
     if not cases and _builtin_facts(records):
-        from simulator.streams.builtin import synthesize
         cases = synthesize(kind, [r.case_id for r in records], seed)
     if not cases:
         sources = sorted({r.source for r in records})
@@ -114,7 +88,6 @@ def make_stream(kind: str, records: list[Record], n: int, seed: int, batch_size:
         raise InputError("no records to build a stream from")
     if _builtin_facts(records):
         # the built-in facts draw their new targets with the stream's seed
-        from simulator.streams.builtin import builtin_records
         records = builtin_records(seed=seed, ids=[r.case_id for r in records])
     rng = random.Random(seed)
     steps: list[Step] = []
@@ -133,17 +106,16 @@ def make_stream(kind: str, records: list[Record], n: int, seed: int, batch_size:
             objects = _object_set(req, rec, units, rng)
             back = replace(req, target_new=req.target_old, target_old=req.target_new)
             group = f"round-{req.case_id or rec.case_id}"
-            steps.append(Step(requests=[req], kind=kind, group=group, role="forward",
-                              probes={**probes, "round": _round_items(req, req.target_new, objects, "forward")}))
+            steps.append(Step(requests=[req], kind=kind, group=group, role="forward", probes=dict(probes)))
             steps.append(Step(requests=[back], kind=kind, group=group, role="back",
-                              probes={**_swap(probes), "round": _round_items(req, req.target_old, objects, "back")}))
+                              probes={**swap(probes), "round": round_items(req, objects, _round_prompts(rec, probes))}))
     else:
         for rec in _draw(_case_records(kind, records, seed), n, rng, f"{kind} cases"):
             k = len(rec.requests)
             for i, (req, probes) in enumerate(zip(rec.requests, rec.probes)):
                 role = ("first", "second")[i] if kind != "multihop" and k == 2 else f"edit{i + 1}of{k}"
                 steps.append(Step(requests=[req], kind=kind, group=rec.case_id, role=role, probes=dict(probes)))
-    _drop_edited(steps)
+    drop_edited(steps)
     sources = sorted({r.source for r in records})
     return Stream(name=f"{kind}-{'+'.join(sources)}-n{n}-s{seed}", kind=kind, steps=steps,
                   meta={"n": n, "seed": seed, "batch_size": batch_size, "sources": sources})

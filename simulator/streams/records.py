@@ -27,6 +27,7 @@ class Record:
     probes: list[Probes] = field(default_factory=list)  # probes for the step of each request (aligned)
     native: str | None = None        # "round" | "reverse_conflict" | "composite_conflict" | "coverage_conflict" | "multihop"
     objects: tuple[str, ...] = ()    # round edits: the object set Obj of (s, r), leading spaces included
+    round_prompts: tuple[str, ...] = ()  # round edits: further prompts of (s, r) besides the edit prompt
 
     def __post_init__(self):
         assert self.requests, f"record {self.case_id} has no edit request"

@@ -1,11 +1,11 @@
-"""Modal dialogs: a yes/no confirmation and a text box with an optional copy action."""
+"""Modal dialogs: a yes/no confirmation, a text box with an optional copy action, a one-line prompt."""
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -71,4 +71,26 @@ class InfoScreen(ModalScreen[None]):
             self.notify("copied to the clipboard (terminals with OSC 52 support)")
 
     def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class PromptScreen(ModalScreen[str | None]):
+    """One line of input (e.g. a file name); Enter dismisses with the text, Esc with None."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, label: str, value: str = "") -> None:
+        super().__init__()
+        self.title_text, self.label, self.value = title, label, value
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="dialog"):
+            yield Label(self.title_text, id="dialog-title")
+            yield Static(self.label, id="dialog-message", markup=False)
+            yield Input(self.value, id="prompt")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
         self.dismiss(None)

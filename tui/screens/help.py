@@ -1,4 +1,5 @@
-"""`?`: what the screen below shows and every key it answers to."""
+"""`?`: what the screen below shows, every key it answers to, a legend of every column of its
+tables with its unit, and the fields its filter understands."""
 from __future__ import annotations
 
 from textual.app import ComposeResult
@@ -7,8 +8,15 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Label, Static
 
-GLOBAL_KEYS = [("?", "this help"), ("q", "quit"), ("ctrl+r", "reload from the ledger now"),
-               ("↑ ↓ PgUp PgDn Home End", "move in a table"), ("mouse", "click a row, double-click opens")]
+GLOBAL_KEYS = [("?", "this help"), ("q", "quit"), ("ctrl+p", "command palette: every action of this screen by name"),
+               ("ctrl+r", "reload from the ledger now"),
+               ("↑ ↓ PgUp PgDn Home End", "move in a table"), ("tab", "next pane or table"),
+               ("s / S", "sort a table by the next column / reverse (or click a header)"),
+               ("c", "copy the row (the finding, on the audit screen)"),
+               ("e", "export the table as shown to .csv or .json"),
+               ("mouse", "click a row, double-click opens")]
+FILTER_HELP = ("Filter (/): words must all appear; field:word matches one field; field<number compares "
+               "(< <= > >= = !=). Fields here: ")
 
 
 class HelpScreen(ModalScreen[None]):
@@ -34,6 +42,14 @@ class HelpScreen(ModalScreen[None]):
                 lines.append(f"  {key:<24} {b.description}")
         lines.append("")
         lines += [f"  {k:<24} {d}" for k, d in GLOBAL_KEYS]
+        legend = self.below.tables_help() if hasattr(self.below, "tables_help") else []
+        if legend:
+            lines += ["", "Columns"]
+            lines += [f"  {name:<10} {meaning}" for name, meaning in legend]
+        if hasattr(self.below, "filter_fields"):
+            names = sorted({f.name for f in self.below.filter_fields()})
+            if names:
+                lines += ["", FILTER_HELP + ", ".join(names)]
         return "\n".join(lines)
 
     def compose(self) -> ComposeResult:

@@ -1,4 +1,5 @@
-"""Runs: every run with its model, method, stream, steps, status, headline metrics and a sparkline."""
+"""Runs: every run with its model, method, stream, status, and what it did to the model: how many
+edits took, how many earlier edits are still held at the head, perplexity against the base."""
 from __future__ import annotations
 
 import time
@@ -10,51 +11,47 @@ from textual.binding import Binding
 from textual.widgets import Static
 
 from tui import format as F
+from tui.filters import Field
+from tui.metrics import short_metric
+from tui.screens.audit import AuditScreen
 from tui.screens.base import FilterableScreen
-from tui.viewmodels import Metric, RunItem
+from tui.screens.timeline import TimelineScreen
+from tui.screens.trajectories import TrajectoryScreen
+from tui.viewmodels import RunItem
 from tui.widgets.lazy_table import Column, LazyTable
 
-# Sort orders offered by `s`, in cycle order: (label, key function)
-SORTS: list[tuple[str, Any]] = [
-    ("id", lambda r: r.run_id),
-    ("updated", lambda r: r.updated),
-    ("model", lambda r: (r.model, r.run_id)),
-    ("method", lambda r: (r.method, r.run_id)),
-    ("status", lambda r: (r.status, r.run_id)),
-    ("steps", lambda r: (r.steps, r.run_id)),
-]
+LEGEND = ("ok: edits that took (every rewrite prompt answers the new target) / edits measured · "
+          "held: earlier edits still held at the head · ppl×: perplexity at the head ÷ the base's · "
+          "trend: the metric named in its header over the steps, scaled to at least ±5% of its size")
 
 
 class RunsScreen(FilterableScreen):
     HELP = ("Every run in the ledger. Enter opens a run's timeline; space marks runs to overlay "
-            "their trajectories (t); s cycles the sort order and S reverses it; / filters by any "
-            "shown text. The screen follows the ledger live while a replay writes to it.")
+            "their trajectories (t); s sorts by the next column, S reverses, a click on a header sorts "
+            "by it; / filters (e.g. method:rome ok<1). The screen follows the ledger live while a "
+            "replay writes to it.")
+    EXPORT_NAME = "runs"
 
     BINDINGS = [
         Binding("enter", "open", "Timeline"),
         Binding("t", "trajectories", "Plot"),
         Binding("a", "audit", "Audit"),
         Binding("space", "mark", "Mark"),
-        Binding("s", "sort", "Sort"),
-        Binding("S", "reverse", "Reverse", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "back", "Back", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__()
-        self.sorts = list(SORTS)          # `s` cycles these; a header click may add a metric's
-        self.sort_index = 0
-        self.sort_reverse = False
-        self.headline: list[Metric] = []
         self.runs: list[RunItem] = []
         self.shown_at: float | None = None    # perf_counter when first painted (benchmark)
 
     def compose(self) -> ComposeResult:
         yield self.title_bar()
-        table = LazyTable([], self.format_row, id="main")
+        table = LazyTable(self.columns(), self.format_row, id="main")
         table.mark_key = lambda r: r.run_id
         yield table
+        yield Static(LEGEND, id="legend", classes="caption", markup=False)
         empty = Static("", id="empty", markup=False)
         empty.display = False
         yield empty
@@ -65,39 +62,46 @@ class RunsScreen(FilterableScreen):
         self.table.focus()
         self.call_after_refresh(lambda: setattr(self, "shown_at", time.perf_counter()))
 
-    def columns(self) -> list[Column]:
-        cols = [Column("run", "run", max_width=14), Column("model", "model", max_width=16),
-                Column("method", "method", max_width=8), Column("stream", "stream", flex=True, width=5),
-                Column("steps", "steps", justify="right"), Column("status", "status", max_width=11)]
-        for m in self.headline:
-            cols.append(Column(F.metric_name(m), short_metric(m)[:6], width=6, justify="right"))
-        spark = {r.spark_metric for r in self.runs if r.spark}
-        label = short_metric(spark.pop()) if len(spark) == 1 else "trend"
-        cols.append(Column("trend", label, width=8))
-        return cols
+    def columns(self, spark_label: str = "trend") -> list[Column]:
+        return [
+            Column("run", "run", max_width=14, sort_key=lambda r: r.run_id, help="run name (or run-<id>)"),
+            Column("model", "model", max_width=16, help="base model"),
+            Column("method", "method", max_width=8, help="editing method"),
+            Column("stream", "stream", max_width=24, help="the stream replayed (its file or built-in name)"),
+            Column("steps", "steps", justify="right", sort_key=lambda r: r.steps, help="highest step recorded"),
+            Column("status", "status", max_width=11, help="running, done, failed, interrupted, stopped"),
+            Column("ok", "ok", width=7, justify="right", sort_key=lambda r: r.edits_ok / r.edits if r.edits else None,
+                   help="edits that took / edits measured (red when some failed)"),
+            Column("held", "held", width=5, justify="right", sort_key=lambda r: r.held,
+                   help="share of the earlier edits still held at the head (0–1)"),
+            Column("ppl", "ppl×", width=6, justify="right", sort_key=lambda r: r.ppl_ratio,
+                   help="perplexity at the head ÷ at the base (1.00× = unchanged; red above 1.05×)"),
+            Column("trend", spark_label, width=10, help="the metric in the header over the steps (sparkline)"),
+        ]
 
     def format_row(self, r: RunItem) -> list[Any]:
-        cells: list[Any] = [r.name, r.model, r.method, r.stream, str(r.steps),
-                            F.styled(r.status, F.STATUS_STYLES)]
-        for m in self.headline:
-            cells.append(F.num(r.headline.get(m)))
-        cells.append(Text(F.sparkline(r.spark, 8), style="cyan"))
-        return cells
+        ok = Text(f"{r.edits_ok}/{r.edits}" if r.edits else "–",
+                  style="bold red" if r.edits_ok < r.edits else "green" if r.edits else "")
+        held = Text(F.num(r.held, 2), style="red" if r.held is not None and r.held < 0.5 else "")
+        ppl = Text("–" if r.ppl_ratio is None else f"{r.ppl_ratio:.2f}×",
+                   style="red" if r.ppl_ratio is not None and r.ppl_ratio > 1.05 else "")
+        return [r.name, r.model, r.method, r.stream, str(r.steps), F.styled(r.status, F.STATUS_STYLES),
+                ok, held, ppl, Text(F.sparkline(r.spark, 10), style="cyan")]
 
     def reload(self) -> None:
         super().reload()
         self.runs = self.data.runs()
-        headline = self.data.headline_metrics(self.runs)
+        spark = {r.spark_metric for r in self.runs if r.spark}
+        label = short_metric(spark.pop()) if len(spark) == 1 else "trend"
         table = self.table
-        if headline != self.headline or not table.columns:
-            self.headline = headline
-            table.columns = self.columns()
+        if table.columns[-1].label != label:
+            table.columns = self.columns(label)
             table._widths = [c.width or len(c.label) for c in table.columns]
-        name, key = self.sorts[self.sort_index]
-        table.set_items(sorted(self.runs, key=key, reverse=self.sort_reverse))
+        table.set_items(self.runs)
         empty = self.query_one("#empty", Static)
         empty.display = not self.runs
         table.display = bool(self.runs)
+        self.query_one("#legend").display = bool(self.runs)
         if not self.runs:
             empty.update("No runs in this ledger yet. Replay a stream into it, e.g.\n\n"
                          f"  editledger --db {self.data.db_arg} replay STREAM.jsonl\n"
@@ -106,13 +110,14 @@ class RunsScreen(FilterableScreen):
         self.update_title()
 
     def update_title(self) -> None:
-        name = self.sorts[self.sort_index][0]
         shown = len(self.table.rows)
-        count = f"{shown} of {len(self.runs)} runs" if shown != len(self.runs) else f"{len(self.runs)} runs"
-        parts = [f"editledger · {self.data.location}", count,
-                 f"sort: {name}{' ↓' if self.sort_reverse else ''}"]
+        total = f"{len(self.runs)} run{'' if len(self.runs) == 1 else 's'}"
+        count = f"{shown} of {total}" if shown != len(self.runs) else total
+        parts = [f"editledger · {self.data.location}", count]
+        if self.table.sort_label:
+            parts.append(f"sort: {self.table.sort_label}")
         if self.filter_text:
-            parts.append(f"filter: {self.filter_text}")
+            parts.append(self.filter_status())
         if self.table.marked:
             parts.append(f"marked: {len(self.table.marked)}")
         self.set_title(" · ".join(parts))
@@ -120,44 +125,15 @@ class RunsScreen(FilterableScreen):
     def after_filter(self) -> None:
         self.update_title()
 
+    def filter_fields(self) -> list[Field]:
+        return super().filter_fields() + [
+            Field("ok", lambda r: r.edits_ok / r.edits if r.edits else None),
+            Field("failed", lambda r: r.edits - r.edits_ok),
+            Field("held", lambda r: r.held), Field("ppl", lambda r: r.ppl_ratio),
+            Field("kind", lambda r: r.stream_kind)]
+
     def filter_haystack(self, r: RunItem) -> str:
-        return f"{r.run_id} {r.stream_kind}".lower()
-
-    def action_sort(self) -> None:
-        self.sort_index = (self.sort_index + 1) % len(self.sorts)
-        self.table.sort(self.sorts[self.sort_index][1], reverse=self.sort_reverse)
-        self.update_title()
-
-    def action_reverse(self) -> None:
-        self.sort_reverse = not self.sort_reverse
-        self.table.sort(self.sorts[self.sort_index][1], reverse=self.sort_reverse)
-        self.update_title()
-
-    def on_lazy_table_header_clicked(self, event: LazyTable.HeaderClicked) -> None:
-        """A click on a column header sorts by it; a second click reverses."""
-        key = event.column.key
-        fields = {"run": "run_id", "model": "model", "method": "method", "stream": "stream",
-                  "steps": "steps", "status": "status"}
-        names = [n for n, _ in self.sorts]
-        if key in fields:
-            name = {"run": "id"}.get(key, key)
-            if name not in names:
-                self.sorts.append((name, lambda r, f=fields[key]: (getattr(r, f), r.run_id)))
-                names.append(name)
-            index = names.index(name)
-        else:   # a headline metric column: sort by its value (missing last)
-            metric = next((m for m in self.headline if F.metric_name(m) == key), None)
-            if metric is None:
-                return
-            name = F.metric_name(metric)
-            if name not in names:
-                self.sorts.append((name, lambda r, m=metric: (m not in r.headline, r.headline.get(m, 0.0), r.run_id)))
-                names.append(name)
-            index = names.index(name)
-        self.sort_reverse = (not self.sort_reverse) if index == self.sort_index else False
-        self.sort_index = index
-        self.table.sort(self.sorts[index][1], reverse=self.sort_reverse)
-        self.update_title()
+        return f"{r.run_id} {r.stream_kind}"
 
     def action_mark(self) -> None:
         r = self.table.current_item
@@ -173,33 +149,18 @@ class RunsScreen(FilterableScreen):
     def action_open(self) -> None:
         r = self.table.current_item
         if r is not None:
-            from tui.screens.timeline import TimelineScreen
             self.app.push_screen(TimelineScreen(r.run_id))
 
     def action_trajectories(self) -> None:
         runs = sorted(self.table.marked) or ([self.table.current_item.run_id] if self.table.current_item else [])
         if runs:
-            from tui.screens.trajectories import TrajectoryScreen
             self.app.push_screen(TrajectoryScreen(runs))
 
     def action_audit(self) -> None:
         r = self.table.current_item
         if r is not None:
-            from tui.screens.audit import AuditScreen
             self.app.push_screen(AuditScreen(r.run_id))
 
     def action_back(self) -> None:
         if self.filter_text or self.filter_has_focus():
             super().action_back()
-
-
-def short_metric(m: Metric) -> str:
-    """Column header for a metric in ≤7 cells: 'rw.eff', 'nb.ns', 'ppl'."""
-    suite, metric = m
-    abbrev = {"rewrite": "rw", "paraphrase": "para", "neighborhood": "nb", "perplexity": "",
-              "attribute": "attr", "portability_sr": "p.sr", "portability_rr": "p.rr",
-              "portability_oh": "p.oh", "multihop": "hop", "retention": "ret"}
-    head = abbrev.get(suite, suite[:4])
-    tail = metric.replace("efficacy", "eff").replace("generalization", "gen").replace("_top1", "")
-    label = f"{head}.{tail}" if head else tail
-    return label[:7]

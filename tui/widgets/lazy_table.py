@@ -4,9 +4,13 @@ Textual's DataTable measures every cell when rows are added (≈0.4 s for 10,000
 breaks the half-second budget for a long timeline. LazyTable keeps the row *items* (view models)
 and formats a row only when it is drawn, so opening, filtering and sorting cost O(rows) cheap
 Python work and drawing costs O(rows visible).
+
+Every table sorts by any column (a click on its header, or s / S), and copies the row under the
+cursor (c). Filtering and export are the screen's (tui/screens/base.py).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -30,8 +34,22 @@ class Column:
     label: str                    # header text
     width: int = 0                # fixed width in cells; 0 = fit the widest value (capped by max_width)
     max_width: int = 24           # cap for fitted columns
-    flex: bool = False            # takes the width left over (at least `width`); content is truncated
+    flex: int = 0                 # a share of the width left over (at least `width`); content is truncated
     justify: str = "left"         # "left" or "right"
+    sort_key: Callable[[Any], Any] | None = None   # item -> sort key (default: the cell's text, numbers as numbers)
+    help: str = ""                # what the column shows and its unit (the help legend)
+
+
+NUMBER = re.compile(r"^[+−-]?\d+(\.\d+)?(e[+-]?\d+)?")
+
+
+def text_key(text: str) -> tuple:
+    """Sort key of a cell's text: numbers (with a sign, "−" included) before words; empty last."""
+    t = text.strip().lstrip("v✗✓⚑")
+    m = NUMBER.match(t)
+    if m:
+        return (0, float(m.group(0).replace("−", "-")), "")
+    return (1 if t and t != "–" else 2, 0.0, t.lower())
 
 
 class LazyTable(ScrollView, can_focus=True):
@@ -45,6 +63,9 @@ class LazyTable(ScrollView, can_focus=True):
         Binding("home,g", "first", "First", show=False),
         Binding("end,G", "last", "Last", show=False),
         Binding("enter", "select", "Open", show=False),
+        Binding("s", "sort_next", "Sort", show=False),
+        Binding("S", "sort_reverse", "Reverse sort", show=False),
+        Binding("c", "copy_row", "Copy row", show=False),
     ]
 
     COMPONENT_CLASSES = {
@@ -77,6 +98,16 @@ class LazyTable(ScrollView, can_focus=True):
     class RowSelected(RowHighlighted):
         pass
 
+    class Sorted(Message):
+        """The rows were sorted (the screen updates its title)."""
+        def __init__(self, table: "LazyTable") -> None:
+            super().__init__()
+            self.table = table
+
+        @property
+        def control(self) -> "LazyTable":
+            return self.table
+
     class HeaderClicked(Message):
         def __init__(self, table: "LazyTable", column: "Column") -> None:
             super().__init__()
@@ -98,6 +129,10 @@ class LazyTable(ScrollView, can_focus=True):
         self._filter: Callable[[Any], bool] | None = None
         self._widths: list[int] = [c.width or len(c.label) for c in self.columns]
         self._hover = -1
+        self.sort_column: int | None = None   # index into columns; None: the order the rows came in
+        self.sort_reverse = False
+        self.copy_text: Callable[[Any], str] | None = None   # what c copies (default: the row's cells)
+        self.copied = ""                                      # the last text copied (tests)
 
     # ----- data ------------------------------------------------------------------------------
     def set_items(self, items: Sequence[Any], *, keep_cursor: bool = True) -> None:
@@ -105,6 +140,8 @@ class LazyTable(ScrollView, can_focus=True):
         still present (rows compared by ``mark_key``), else on the same index."""
         old = self.current_item if keep_cursor else None
         self.items = list(items)
+        if self.sort_column is not None:
+            self.items.sort(key=self._sort_key(self.sort_column), reverse=self.sort_reverse)
         self._apply(old)
 
     def append_items(self, items: Sequence[Any]) -> None:
@@ -125,6 +162,57 @@ class LazyTable(ScrollView, can_focus=True):
         old = self.current_item
         self.items.sort(key=key, reverse=reverse)
         self._apply(old)
+
+    def _sort_key(self, index: int) -> Callable[[Any], Any]:
+        col = self.columns[index]
+        if col.sort_key is not None:
+            key = col.sort_key
+
+            def keyed(it: Any) -> tuple:
+                k = key(it)
+                return (k is None or k != k, k if k is not None and k == k else 0)   # missing and NaN last
+            return keyed
+        fmt = self.formatter
+        return lambda it: text_key(_plain(fmt(it)[index]))
+
+    def sort_by(self, index: int | None, reverse: bool = False) -> None:
+        """Sort the rows by column ``index`` (None: stop sorting; later rows come in their own order)."""
+        self.sort_column, self.sort_reverse = index, reverse
+        if index is not None:
+            self.sort(self._sort_key(index), reverse=reverse)
+        self.post_message(self.Sorted(self))
+
+    @property
+    def sort_label(self) -> str:
+        if self.sort_column is None:
+            return ""
+        col = self.columns[self.sort_column]
+        return f"{col.label or col.key}{' ↓' if self.sort_reverse else ' ↑'}"
+
+    def action_sort_next(self) -> None:
+        """s: sort by the next column (cycling through all of them)."""
+        n = len(self.columns)
+        nxt = 0 if self.sort_column is None else (self.sort_column + 1) % n
+        self.sort_by(nxt, self.sort_reverse)
+
+    def action_sort_reverse(self) -> None:
+        self.sort_by(self.sort_column if self.sort_column is not None else 0, not self.sort_reverse)
+
+    def row_record(self, index: int) -> dict[str, str]:
+        cells = self.cell_texts(index)
+        return {(c.label or c.key): v for c, v in zip(self.columns, cells)}
+
+    def action_copy_row(self) -> None:
+        """c: the row under the cursor, "column: value" per line, to the clipboard (OSC 52)."""
+        if not self.rows:
+            return
+        if self.copy_text is not None:
+            text = self.copy_text(self.rows[self.cursor_row])
+        else:
+            text = "\n".join(f"{k}: {v}" for k, v in self.row_record(self.cursor_row).items())
+        self.copied = text
+        self.app.copy_to_clipboard(text)
+        self.notify("copied to the clipboard (terminals with OSC 52 support)", timeout=3)
 
     def _apply(self, old_item: Any) -> None:
         self.rows = [it for it in self.items if self._filter(it)] if self._filter else list(self.items)
@@ -172,8 +260,11 @@ class LazyTable(ScrollView, can_focus=True):
         return None
 
     def cell_texts(self, index: int) -> list[str]:
-        """The plain text of a shown row's cells (for tests and copy)."""
-        return [c.plain if isinstance(c, Text) else str(c) for c in self.formatter(self.rows[index])]
+        """The plain text of a shown row's cells (for tests, copy and export)."""
+        return self.cell_texts_of(self.rows[index])
+
+    def cell_texts_of(self, item: Any) -> list[str]:
+        return [_plain(c) for c in self.formatter(item)]
 
     # ----- cursor ----------------------------------------------------------------------------
     @property
@@ -225,7 +316,7 @@ class LazyTable(ScrollView, can_focus=True):
 
     def column_at(self, x: int) -> Column | None:
         pos = 1
-        for col, w in zip(self.columns, self._layout_widths(self.size.width)):
+        for col, w in zip(self.columns, self._layout_widths(self.scrollable_content_region.width)):
             if pos <= x < pos + w:
                 return col
             pos += w + 1
@@ -234,7 +325,9 @@ class LazyTable(ScrollView, can_focus=True):
     def on_click(self, event: Click) -> None:
         if event.y == 0:
             col = self.column_at(event.x)
-            if col is not None:
+            if col is not None:   # sort by it; a second click reverses
+                index = self.columns.index(col)
+                self.sort_by(index, not self.sort_reverse if index == self.sort_column else False)
                 self.post_message(self.HeaderClicked(self, col))
             return
         i = self._row_at(event.y)
@@ -264,12 +357,13 @@ class LazyTable(ScrollView, can_focus=True):
         used = sum(w for i, w in enumerate(widths) if i not in flex) + (len(widths) - 1) + 2
         if flex:
             left = max(0, width - used)
-            each = left // len(flex)
+            shares = sum(int(self.columns[i].flex) for i in flex)
             for i in flex:
-                widths[i] = max(self.columns[i].width, each)
+                widths[i] = max(self.columns[i].width, left * int(self.columns[i].flex) // shares)
         return widths
 
     def _line(self, cells: Sequence[Any], widths: list[int], width: int, style: Style) -> Strip:
+        console = self.app.console
         segments: list[Segment] = [Segment(" ", style)]
         for i, (cell, w) in enumerate(zip(cells, widths)):
             text = cell.copy() if isinstance(cell, Text) else Text(str(cell))
@@ -277,14 +371,17 @@ class LazyTable(ScrollView, can_focus=True):
                 if text.cell_len < w:
                     text.pad_left(w - text.cell_len)
             text.truncate(w, overflow="ellipsis", pad=True)
-            segments.extend(Segment(s.text, style + s.style if s.style else style)
-                            for s in text.render(self.app.console))
+            # Text.render yields only the spans' styles: the text's own style (Text("−0.2",
+            # style="red"), the usual way a cell is coloured) has to be laid under them here
+            cell_style = style + console.get_style(text.style) if text.style else style
+            segments.extend(Segment(s.text, cell_style + s.style if s.style else cell_style)
+                            for s in text.render(console))
             segments.append(Segment(" ", style))
         strip = Strip(segments)
         return strip.crop_extend(0, width, style)
 
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
+        width = self.scrollable_content_region.width    # without the scrollbar
         widths = self._layout_widths(width)
         base = self.rich_style
         if y == 0:
@@ -302,3 +399,7 @@ class LazyTable(ScrollView, can_focus=True):
         if i == self.cursor_row:
             style = style + self.get_component_rich_style("lazy-table--cursor")
         return self._line(self.formatter(item), widths, width, style)
+
+
+def _plain(cell: Any) -> str:
+    return cell.plain if isinstance(cell, Text) else str(cell)

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from ledger.errors import InputError
 from simulator.streams.adapters import conflictedit, counterfact, knowedit, mquake, roundedit, zsre
+from simulator.streams.adapters.streamfile import records_from_stream
+from simulator.streams.builtin import builtin_records
+from simulator.streams.format import parse_stream_bytes
 from simulator.streams.records import Record
 
 FORMATS = ("counterfact-rome", "counterfact-easyedit", "zsre-mend", "mquake", "conflictedit",
@@ -51,7 +54,7 @@ def _sidecar(path: Path, name: str) -> dict[str, list[str]]:
         return {}
 
 
-def _convert_one(fmt: str, d: dict, i: int, extra: dict[str, list[str]]) -> Record | None:
+def _convert_one(fmt: str, d: dict, i: int, extra: dict[str, list[str]], mq: mquake.Prompts | None) -> Record | None:
     if fmt == "counterfact-rome":
         return counterfact.from_rome(d)
     if fmt == "counterfact-easyedit":
@@ -61,7 +64,7 @@ def _convert_one(fmt: str, d: dict, i: int, extra: dict[str, list[str]]) -> Reco
     if fmt == "knowedit-counterfact":
         return knowedit.from_wiki_counterfact(d, i)
     if fmt == "mquake":
-        return mquake.from_case(d)
+        return mquake.from_case(d, mq)
     if fmt == "conflictedit":
         return conflictedit.from_case(d, i, extra)
     if fmt == "roundedit":
@@ -69,10 +72,11 @@ def _convert_one(fmt: str, d: dict, i: int, extra: dict[str, list[str]]) -> Reco
     raise AssertionError(fmt)
 
 
-def read_benchmark(path) -> list[Record]:
-    """Records of a benchmark file (format auto-detected), a stream file, or "builtin"."""
+def read_benchmark(path, *, mquake_prompts: str | Path | None = None) -> list[Record]:
+    """Records of a benchmark file (format auto-detected), a stream file, or "builtin".
+    ``mquake_prompts``: MQuAKE's prompts folder, or "zero-shot" (see adapters/mquake.py); by
+    default it is looked for next to an MQuAKE file."""
     if str(path) == "builtin":
-        from simulator.streams.builtin import builtin_records
         return builtin_records()
     p = Path(path)
     if not p.is_file():
@@ -81,8 +85,6 @@ def read_benchmark(path) -> list[Record]:
     raw = p.read_bytes()
     head = raw.lstrip()[:1]
     if head == b"{":  # JSON Lines: a stream file
-        from simulator.streams.adapters.streamfile import records_from_stream
-        from simulator.streams.format import parse_stream_bytes
         return records_from_stream(parse_stream_bytes(raw, source=str(p), default_name=p.stem))
     try:
         data = json.loads(raw.decode("utf-8"))
@@ -96,10 +98,11 @@ def read_benchmark(path) -> list[Record]:
         raise InputError(f"{p}: unrecognised benchmark format (first record's keys: {', '.join(sorted(data[0]))}); "
                          f"supported: {', '.join(FORMATS)}")
     extra = _sidecar(p, {"conflictedit": "conflict_prompts.json", "roundedit": "round_prompts.json"}.get(fmt, ""))
+    mq = mquake.find_prompts(p, mquake_prompts) if fmt == "mquake" else None
     out, bad = [], 0
     for i, d in enumerate(data):
         try:
-            r = _convert_one(fmt, d, i, extra)
+            r = _convert_one(fmt, d, i, extra, mq)
         except (KeyError, TypeError, IndexError, AttributeError) as e:
             raise InputError(f"{p}: record {i} does not follow the {fmt} format (missing or malformed {e}); "
                              f"fix or remove that record") from None

@@ -3,18 +3,19 @@
 Every case has ``edits`` (two edits of {relation {id, prompt}, subject, object, new_object}) and
 ``triples`` (the facts involved; ``prerequisites`` index the tied fact of a composite case).
 
-    reverse    edit 1 (s1, r1, o1 -> o2), edit 2 (o2, r2, s1 -> s2)
-               k_o = (s1, r1, o2), k_n = (s2, r1, o2)
-    composite  edit 1 (s2, r2, o -> o2), edit 2 (s1, r1, o -> o3), tied fact (s1, r, s2), rule r & r2 -> r1
-               k_o = (s1, r1, o2) (implied by edit 1 through the rule), k_n = (s1, r1, o3)
-    coverage   edit 1 (s, r, o -> o1), edit 2 (s, r, o1 -> o2); k_o = (s, r, o1), k_n = (s, r, o2)
+The ``conflict`` suite follows the reference code (zjunlp/PitfallsKnowledgeEditing,
+experiments/evaluate_conflictedit.py, run as published, i.e. with ``explicit`` true): every fact is
+read through its own edit prompt and the dataset's conflict templates of its relation
+(conflict_prompts.json next to the file), one item per prompt, target = the fact's object.
 
-The ``conflict`` suite holds one item per prompt template: target = the object of k_n, alt = the
-object of k_o, on one prompt (a reverse pair is read through the reverse relation r2 on o2:
-p(s2 | r2(o2)) against p(s1 | r2(o2))). It and ``tied_fact`` sit on the pair's second step; the
-probe runner scores a group's items after each of its steps (the first gives the intermediate model
-of the Conflict Magnitude). Extra templates per relation come from conflict_prompts.json when it
-lies next to the file.
+    k_o  the first edit's fact (s, r, o -> o_new): items with meta fact="k_o"
+    k_n  the second edit's fact, through the second edit's prompt: meta fact="k_n"
+    k_f  composite only, the tied fact triples[prerequisites[0]]: the ``tied_fact`` suite
+
+Both suites sit on the pair's second step; the probe runner scores them on the base, after the
+first step (the intermediate model theta_m of Conflict Magnitude) and after the second (theta').
+Templates are kept as the dataset lists them (duplicates included): the reference averages over
+that list.
 """
 from __future__ import annotations
 
@@ -23,12 +24,8 @@ from simulator.streams.records import Record, sp
 
 
 def _prompts(rel: dict, extra: dict[str, list[str]]) -> list[str]:
-    out = [rel["prompt"].rstrip()]
-    for t in extra.get(rel["id"], []):
-        t = t.rstrip()
-        if t.count("{}") == 1 and t not in out:
-            out.append(t)
-    return out
+    """The edit prompt, then the relation's conflict templates (well-formed ones, in file order)."""
+    return [rel["prompt"].rstrip()] + [t.rstrip() for t in extra.get(rel["id"], []) if t.count("{}") == 1]
 
 
 def _req(e: dict, cid: str) -> EditRequest:
@@ -37,35 +34,29 @@ def _req(e: dict, cid: str) -> EditRequest:
                        relation=e["relation"]["id"], case_id=cid)
 
 
+def _fact(rel: dict, subject: str, obj: str, role: str, meta: dict, extra) -> list[ProbeItem]:
+    return [ProbeItem(t.replace("{}", subject), sp(obj), meta={**meta, "fact": role, "template": i})
+            for i, t in enumerate(_prompts(rel, extra))]
+
+
 def from_case(d: dict, index: int, extra_prompts: dict[str, list[str]]) -> Record | None:
     kind = d.get("type")
+    if kind not in ("reverse", "composite", "coverage"):
+        return None
     e0, e1 = d["edits"][0], d["edits"][1]
     cid = f"conflictedit-{kind}-{index}"
     r0, r1 = _req(e0, cid), _req(e1, cid)
     meta = {"case_id": cid, "type": kind, "rule": d.get("rule")}
-    conflict: list[ProbeItem] = []
+    conflict = (_fact(e0["relation"], e0["subject"]["label"], e0["new_object"]["label"], "k_o", meta, extra_prompts)
+                + _fact(e1["relation"], e1["subject"]["label"], e1["new_object"]["label"], "k_n", meta, extra_prompts))
     tied: list[ProbeItem] = []
-
-    def items(rel: dict, subject: str, new: str, old: str) -> list[ProbeItem]:
-        return [ProbeItem(t.replace("{}", subject), sp(new), alt=sp(old), meta=meta) for t in _prompts(rel, extra_prompts)]
-    if kind == "reverse":      # (o2, r2, s1) is k_o read backwards, (o2, r2, s2) is k_n
-        conflict = items(e1["relation"], e1["subject"]["label"], e1["new_object"]["label"], e0["subject"]["label"])
-        native = "reverse_conflict"
-    elif kind == "composite":  # (s1, r1, o2) implied by edit 1 through the rule, (s1, r1, o3) edited
-        conflict = items(e1["relation"], e1["subject"]["label"], e1["new_object"]["label"], e0["new_object"]["label"])
-        for k in d.get("prerequisites", []):
+    if kind == "composite":
+        for k in d.get("prerequisites", [])[:1]:
             tf = d["triples"][k]
-            tied += [ProbeItem(t.replace("{}", tf["subject"]["label"]), sp(tf["object"]["label"]), meta=meta)
-                     for t in _prompts(tf["relation"], extra_prompts)]
-        native = "composite_conflict"
-    elif kind == "coverage":   # the same (s, r) edited twice: o1 then o2
-        conflict = items(e0["relation"], e0["subject"]["label"], e1["new_object"]["label"], e0["new_object"]["label"])
-        native = "coverage_conflict"
-    else:
-        return None
+            tied = _fact(tf["relation"], tf["subject"]["label"], tf["object"]["label"], "k_f", meta, extra_prompts)
     probes = [{"rewrite": [ProbeItem(r.text, r.target_new, alt=r.target_old, meta={**meta, "edit": i})]}
               for i, r in enumerate((r0, r1))]
     probes[1]["conflict"] = conflict
     if tied:
         probes[1]["tied_fact"] = tied
-    return Record("conflictedit", cid, [r0, r1], probes, native=native)
+    return Record("conflictedit", cid, [r0, r1], probes, native=f"{kind}_conflict")

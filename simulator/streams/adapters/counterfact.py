@@ -2,8 +2,11 @@
 
 ROME format: requested_rewrite {prompt, subject, target_new.str, target_true.str, relation_id},
 paraphrase_prompts, neighborhood_prompts (other subjects with the same true object),
-attribute_prompts (other subjects whose true object is the *new* target), generation_prompts
-(free generation; not used: no suite scores free text).
+attribute_prompts, generation_prompts. attribute_prompts are *other subjects* whose true object is
+the new target, not other attributes of the edited subject, so they are not Other Attribution (OA,
+Yao et al.) and are not used (ROME's summarize.py does not use them either); OA comes from sources
+that ask about the edited subject's other relations (KnowEdit's Relation_Specificity, the built-in
+facts). generation_prompts: free generation, not used.
 EasyEdit format: prompt (filled), subject, target_new, ground_truth, rephrase_prompt,
 locality_prompt / locality_ground_truth.
 """
@@ -26,11 +29,6 @@ def from_rome(d: dict) -> Record:
     }
     if probes["neighborhood"]:
         probes["distract"] = distract(req, probes["neighborhood"])
-    if d.get("attribute_prompts"):
-        # CounterFact's attribute prompts are *other subjects* whose true object is the new target
-        # ("J. R. R. Tolkien is a native speaker of" -> English); their answer must not move.
-        probes["attribute"] = [ProbeItem(p, new, meta={**meta, "source": "counterfact.attribute_prompts"})
-                               for p in d["attribute_prompts"]]
     return Record("counterfact", f"cf-{d['case_id']}", [req], [probes])
 
 
