@@ -7,7 +7,7 @@ import torch
 
 from simulator.editors import common
 from simulator.editors.common import SuffixBatch, build_rows, pad_id_of, per_row_positions
-from simulator.editors.hparams import ROMEHyperParams
+from simulator.editors.rome import ROMEHyperParams
 from simulator.requests import EditRequest
 from simulator.stats import StatsKey
 from simulator.stats_ledger import LedgerStatsCache
