@@ -1,11 +1,15 @@
 """The speed paths of the editors give the plain computation's numbers: the suffix batch (prefix kept as
-keys and values) against one full forward pass, the cached Cholesky factor against a fresh one, and the
-statistics read once per process."""
+keys and values) against one full forward pass, a whole fast ROME edit against the plain loop (float64
+reference), the cached Cholesky factor against a fresh one, and the statistics read once per process."""
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+
+import pytest
 import torch
 
-from simulator.editors import common
+from simulator.editors import common, get_editor, load_hparams
 from simulator.editors.common import SuffixBatch, build_rows, pad_id_of, per_row_positions
 from simulator.editors.rome import ROMEHyperParams
 from simulator.requests import EditRequest
@@ -97,3 +101,49 @@ def test_statistics_are_read_once_per_process():
     assert cache.get(other) is None and led.reads == 2
     cache.put(other, torch.ones(2, 2))
     assert torch.equal(cache.get(other)[1], torch.ones(2, 2)) and led.reads == 2
+
+
+class _FixedStats:
+    """A statistics provider with one fixed second moment (the solve is not what is compared here)."""
+
+    def __init__(self, C: torch.Tensor):
+        self.C = C
+
+    def get(self, model, tokenizer, spec, layer):
+        return "fixed", self.C
+
+
+def _update(method, model, tiny, req, hp, C) -> tuple[torch.Tensor, list]:
+    """(every delta's u v^T in float64, concatenated; optimisation steps per request) of one edit."""
+    res = get_editor(method).edit(model, tiny.tokenizer, tiny.spec, [req], hp, stats=_FixedStats(C))
+    ups = [d.factors["u"].double() @ d.factors["v"].double().T for d in res.deltas]
+    return torch.cat([u.reshape(-1) for u in ups]), [r.get("steps") for r in res.diagnostics.get("requests", [])]
+
+
+@pytest.mark.parametrize("method", ["rome", "memit"])
+def test_fast_value_loop_equals_the_plain_loop_against_a_float64_reference(tiny, method):
+    """ROME as published (value solved for the bare prompt's key) and MEMIT, fast (prefix kept as keys and
+    values, blocks below replayed, lm head at the loss positions) against the plain loop (every block,
+    every position, every step). With the model in float64 the two passes agree to ~1e-15 and only the
+    float32 loss and delta remain: the updates agree to 1e-6. In float32 the fast update is as close to
+    the float64 plain reference as the plain float32 one is."""
+    hp = load_hparams(method, tiny.spec)
+    assert hp.fast and hp.context_prefixes[0] == ""
+    layer = hp.layer if method == "rome" else hp.layers[0]
+    W = tiny.model.get_submodule(tiny.spec.rewrite_module.format(layer)).weight
+    n = int(W.shape[0] if tiny.spec.weight_transposed else W.shape[1])
+    A = torch.randn(n, 4 * n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    C = A @ A.T / (4 * n)
+    m64 = copy.deepcopy(tiny.model).double()
+    req = EIFFEL if method == "rome" else EditRequest(subject="Toyota", prompt="{} was founded in",
+                                                      target_new=" Germany")
+    ref, steps = _update(method, m64, tiny, req, replace(hp, fast=False), C)
+    fast64, s64 = _update(method, m64, tiny, req, hp, C)
+    plain32, p32 = _update(method, tiny.model, tiny, req, replace(hp, fast=False), C.float())
+    fast32, f32 = _update(method, tiny.model, tiny, req, hp, C.float())
+    assert steps == s64 == p32 == f32
+
+    def rel(x):
+        return float((x - ref).norm() / ref.norm())
+    assert rel(fast64) <= 1e-6, rel(fast64)
+    assert rel(plain32) <= 1e-5 and rel(fast32) <= 2 * rel(plain32) + 1e-7, (rel(fast32), rel(plain32))

@@ -46,11 +46,15 @@ def bench_editors(session, quick: bool) -> Section:
                 stats.prepare(lm.model, lm.tokenizer, lm.spec, layers)
             sec.info.setdefault("stats_s", {})[method] = round(time.perf_counter() - t, 2)
             ed = get_editor(method)
-            ed.edit(lm.model, lm.tokenizer, lm.spec, [reqs[0]], hp, stats=stats)          # warm-up
+            ed.ledger = session.ledger                   # where MEND reads its trained network from
+            # a stateful method edits from the base model's (empty) state each time: one step's cost
+            state = (lambda: ed.empty_state()) if ed.state else (lambda: None)
+            ed.edit(lm.model, lm.tokenizer, lm.spec, [reqs[0]], hp, stats=stats, state=state())   # warm-up
             times, cpu, detail = [], [], []
             for req in reqs[1:]:
+                st = state()
                 t, c = time.perf_counter(), time.process_time()
-                res = ed.edit(lm.model, lm.tokenizer, lm.spec, [req], hp, stats=stats)
+                res = ed.edit(lm.model, lm.tokenizer, lm.spec, [req], hp, stats=stats, state=st)
                 times.append(time.perf_counter() - t)
                 cpu.append(time.process_time() - c)
                 detail.append(_split(res.diagnostics))
