@@ -28,13 +28,17 @@ def test_shapes_of_a_gated_model():
     assert s.layer_params == sum(p.numel() for p in model.model.layers[0].parameters() if p.dim() == 2)
 
 
-def test_gptj_6b_has_six_billion_parameters():
+def test_gptj_6b_shapes_are_the_real_models():
+    """GPT-J-6B built by transformers from its default config (on the meta device: no memory): the cost
+    model's matrices are its 2-D parameters, and the whole is its six billion parameters."""
+    from transformers import GPTJConfig, GPTJForCausalLM
+    with torch.device("meta"):
+        model = GPTJForCausalLM(GPTJConfig())
     j = costmodel.GPTJ_6B
-    total = j.layers * j.layer_params + 2 * j.vocab * j.d         # blocks + untied embeddings and lm head
-    assert 6.0e9 < total < 6.1e9                                 # GPT-J-6B: 6,053,381,344 parameters
-    assert costmodel.Shapes.of("gptj", {"model_type": "gptj", "n_embd": 4096, "n_layer": 28, "n_head": 16,
-                                        "vocab_size": 50400}) == costmodel.GPTJ_6B.__class__(
-        "gptj", 4096, 16384, 28, 50400, 4096, 4096, False)
+    assert costmodel.Shapes.of(j.name, model.config.to_dict()) == j
+    assert sum(p.numel() for p in model.parameters() if p.dim() == 2) == j.params
+    assert 6.05e9 < sum(p.numel() for p in model.parameters()) < 6.06e9
+    assert model.get_submodule("transformer.h.5.mlp.fc_out").weight.shape == (j.d, j.f)
 
 
 def test_forward_flops_match_torchs_count(tiny):
@@ -50,14 +54,57 @@ def test_rome_model_by_hand():
     s = costmodel.Shapes("t", d=4, f=8, layers=3, vocab=10, q=4, kv=4, gated=False)
     b = costmodel.Batch(rows=2, width=5, prefix=3, positions=1, steps=2)
     r = costmodel.rome(s, layer=1, b=b)
-    per_tok = 2 * (4 * 4 * 2 + 4 * 4 * 2 + 2 * 4 * 8) + 4 * 5 * 4      # 2 x 128 params + attention over 5 tokens
-    assert s.token_layer_flops(5) == per_tok == 336
-    assert r["keys_flop"] == 2 * (3 * 3 + 2 * 1) * 336
-    assert r["value_flop_per_step"] == 2 * 2 * 2 * (3 - 1) * 336 + 4 * 4 * 10 * 2
-    assert r["value_flop"] == 3 * r["value_flop_per_step"]
-    assert r["solve_flop"] == 8 ** 3 / 3 * 2 + 4 * 64 + 2 * 4 * 8
+    assert s.layer_params == 4 * 4 * 2 + 4 * 4 * 2 + 2 * 4 * 8 == 128
+    assert s.token_layer_flops(5) == 2 * 128 + 4 * 5 * 4 == 336
+    assert s.token_layer_flops(3) == 256 + 48 and s.token_layer_flops(5, backward=True) == 256 + 160
+    # prefix: 2 rows x 3 columns x 3 blocks over 3 keys; suffix: 2 rows x 2 columns x 1 block below the edit
+    assert r["keys_flop"] == 2 * 3 * 3 * 304 + 2 * 2 * 1 * 336
+    head = 2 * 4 * 10 * 2 * 1
+    assert r["forward_flop"] == 2 * 2 * 2 * 336 + head            # blocks 1 and 2, then the lm head
+    assert r["backward_flop"] == 2 * 2 * 1 * 416 + head           # block 2 only: the delta enters after block 1's MLP
+    assert r["value_flop"] == 3 * r["forward_flop"] + 2 * r["backward_flop"]
+    assert r["solve_flop"] == 8 ** 3 / 3 * 2 + 2 * 64 + 4 * 32
     assert r["stats_bytes_fp32"] == 256 and r["delta_bytes"] == 48
-    assert costmodel.rome(s, 1, b, factor_cached=True)["solve_flop"] == 4 * 64 + 64
+    assert costmodel.rome(s, 1, b, factor_cached=True)["solve_flop"] == 2 * 64 + 4 * 32
+
+
+def _batch(tiny, hp, req, steps):
+    from simulator.editors.common import SuffixBatch, build_rows, pad_id_of
+    rows = build_rows(tiny.tokenizer, tiny.spec, req, hp.context_prefixes, hp.kl_prompt, pad_id_of(tiny.tokenizer))
+    b = SuffixBatch.of(rows)
+    return costmodel.Batch(rows=rows.input_ids.shape[0], width=b.input_ids.shape[1], prefix=b.start,
+                           positions=max(len(t) for t in rows.targets), steps=steps,
+                           plain_width=rows.input_ids.shape[1])
+
+
+def test_cost_model_counts_the_flops_torch_counts_in_real_edits(tiny):
+    """One ROME edit and one 2-request MEMIT edit on tiny-gptj with eager attention (so that torch's counter
+    sees every matrix product, attention's included): the model's FLOPs are exactly the counted ones.
+    torch counts matrix-matrix products only: W k (a matrix-vector product), the Cholesky factor and the
+    triangular solves are left out of both sides."""
+    import copy
+    from dataclasses import replace
+
+    from simulator.editors import get_editor, load_hparams
+    from simulator.requests import EditRequest
+    model = copy.deepcopy(tiny.model)
+    model.set_attn_implementation("eager")
+    s = costmodel.Shapes.of("tiny", tiny.config["hf_config"])
+    reqs = [EditRequest(subject="Eiffel Tower", prompt="The {} is located in the city of", target_new=" Rome"),
+            EditRequest(subject="Toyota", prompt="{} was founded in", target_new=" Germany")]
+    hp = replace(load_hparams("rome", tiny.spec), mom2_adjustment=False, v_num_grad_steps=6)
+    with FlopCounterMode(display=False) as fc:
+        res = get_editor("rome").edit(model, tiny.tokenizer, tiny.spec, reqs[:1], hp)
+    r = costmodel.rome(s, hp.layer, _batch(tiny, hp, reqs[0], res.diagnostics["requests"][0]["steps"]))
+    assert fc.get_total_flops() == r["keys_flop"] + r["value_flop"] + 2 * s.d * s.f       # + u v^T
+    hp = replace(load_hparams("memit", tiny.spec), v_num_grad_steps=6)
+    with FlopCounterMode(display=False) as fc:
+        res = get_editor("memit").edit(model, tiny.tokenizer, tiny.spec, reqs, hp)
+    m = [costmodel.memit(s, hp.layers, 1, _batch(tiny, hp, q, d["steps"]))
+         for q, d in zip(reqs, res.diagnostics["requests"])]
+    n, layers = len(reqs), len(hp.layers)
+    solve_mm = layers * (2 * s.f ** 2 * n + 2 * s.d * s.f * n)                              # K K^T, R V^T
+    assert fc.get_total_flops() == sum(x["targets_flop"] + x["keys_flop"] for x in m) + solve_mm
 
 
 def test_figure_statistics_and_goals():

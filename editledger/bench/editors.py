@@ -61,6 +61,7 @@ def bench_editors(session, quick: bool) -> Section:
             if method == "rome":
                 sec.info["rome_batch"] = _batch_shape(lm, hp, reqs[1:], detail)
                 sec.info["rome_layer"] = hp.layer
+                sec.info["rome_value_loops"] = _value_loops(lm, hp, reqs[1:], detail)
             goal = "<= 2" if method == "rome" else None
             sec.add(Figure(f"{method} edit", "s", times, goal=goal, note=f"{len(times)} edits after a warm-up"),
                     Figure(f"{method} edit, CPU time of all threads", "s", cpu,
@@ -90,13 +91,30 @@ def _split(diag: dict) -> dict:
 
 def _batch_shape(lm, hp, reqs, detail) -> dict:
     """The mean shape of ROME's optimisation batch over ``reqs`` (for the cost model)."""
+    shapes = [batch_of(lm, hp, r, d.get("opt_steps", 0)) for r, d in zip(reqs, detail)]
+    return {k: round(statistics.mean(getattr(b, k) for b in shapes))
+            for k in ("rows", "width", "prefix", "positions", "steps", "plain_width")}
+
+
+def batch_of(lm, hp, req, steps: int):
+    """The cost model's ``Batch`` of one request's value optimisation (the rows the editor builds)."""
+    from editledger.bench.costmodel import Batch
     from simulator.editors.common import SuffixBatch, build_rows, pad_id_of
-    shapes = []
-    for r in reqs:
-        rows = build_rows(lm.tokenizer, lm.spec, r, hp.context_prefixes, hp.kl_prompt, pad_id_of(lm.tokenizer))
-        b = SuffixBatch.of(rows)
-        shapes.append((rows.input_ids.shape[0], b.input_ids.shape[1], b.start, max(len(t) for t in rows.targets)))
-    steps = [d.get("opt_steps", 0) for d in detail]
-    return {"rows": round(statistics.mean(x[0] for x in shapes)), "width": round(statistics.mean(x[1] for x in shapes)),
-            "prefix": round(statistics.mean(x[2] for x in shapes)), "positions": round(statistics.mean(x[3] for x in shapes)),
-            "steps": round(statistics.mean(steps))}
+    rows = build_rows(lm.tokenizer, lm.spec, req, hp.context_prefixes, hp.kl_prompt, pad_id_of(lm.tokenizer))
+    b = SuffixBatch.of(rows)
+    return Batch(rows=rows.input_ids.shape[0], width=b.input_ids.shape[1], prefix=b.start,
+                 positions=max(len(t) for t in rows.targets), steps=steps, plain_width=rows.input_ids.shape[1])
+
+
+def _value_loops(lm, hp, reqs, detail) -> list[dict]:
+    """Per ROME edit: the cost model's FLOPs of its value optimisation (keys + loop, its own batch and step
+    count) beside the measured seconds of it, for the time model's check (gptj.predict)."""
+    from editledger.bench.costmodel import Shapes, value
+    s = Shapes.of(lm.spec.name, lm.config["hf_config"])
+    out = []
+    for req, d in zip(reqs, detail):
+        if "value_s" not in d:
+            continue
+        v = value(s, hp.layer, batch_of(lm, hp, req, d.get("opt_steps", 0)))
+        out.append({"flop": v["keys_flop"] + v["value_flop"], "value_s": d["value_s"], "steps": d.get("opt_steps")})
+    return out

@@ -4,6 +4,7 @@ measured; and ROME's and MEMIT's time and memory on GPT-J from the cost model (e
 at the FLOP rates measured on the embedded model, predicted (no GPT-J weights are loaded)."""
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -48,40 +49,85 @@ def bench_gptj_checkout(quick: bool) -> Section:
                                 "against one copy")
 
 
-def predict(editors_info: dict, gemma_cfg: dict) -> Section:
-    """ROME and MEMIT on GPT-J from the cost model, at the rates measured on the embedded model."""
-    import torch
-    sec = Section("gptj_model", "GPT-J-6B ROME / MEMIT from the cost model (prediction, not a measurement)")
-    g = costmodel.Shapes.of("gemma-3-270m", gemma_cfg)
-    batch = editors_info.get("rome_batch")
-    split = editors_info.get("rome_mean_split")
-    if not batch or not split or not split.get("value_s"):
-        sec.error = "needs the editors benchmark's ROME split (run it first)"
+def predict(session, editors_info: dict, quick: bool) -> Section:
+    """The cost model checked on the embedded model, then ROME and MEMIT on GPT-J-6B from it (prediction).
+
+    FLOPs: one ROME edit on Gemma counted by torch (eager attention, so that every product is seen) against
+    the model for its batch and steps. Time: for each ROME edit of the editors benchmark, the model's FLOPs
+    of its value optimisation over its measured seconds (a rate); time is FLOPs / rate if the rate holds
+    across edits of different lengths and step counts: the spread says how well."""
+    from dataclasses import replace
+
+    import torch  # deferred: `editledger bench --help` must not load torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from editledger.bench.editors import batch_of, requests
+    from simulator.editors import get_editor, load_hparams
+    from simulator.models.specs import SPECS
+    sec = Section("gptj_model", "The cost model on the embedded model, and GPT-J-6B's ROME / MEMIT from it "
+                                "(prediction, not a measurement)")
+    loops = editors_info.get("rome_value_loops")
+    if not loops:
+        sec.error = "needs the editors benchmark's ROME edits (run it first)"
         return sec
-    b = costmodel.Batch(**batch)
-    gm = costmodel.rome(g, editors_info["rome_layer"], b, factor_cached=True)
-    rate = (gm["keys_flop"] + gm["value_flop"]) / split["value_s"]          # FLOP/s the value loop reached
-    # float64 Cholesky rate on this machine, at Gemma's key width
+    lm = session.lm
+    g = costmodel.Shapes.of(lm.spec.name, lm.config["hf_config"])
+    hp = replace(load_hparams("rome", lm.spec), mom2_adjustment=False)   # the solve is not counted by torch
+    req = requests(1)[0]
+    before = lm.model.config._attn_implementation
+    lm.model.set_attn_implementation("eager")
+    try:
+        with FlopCounterMode(display=False) as fc:
+            res = get_editor("rome").edit(lm.model, lm.tokenizer, lm.spec, [req], hp)
+    finally:
+        lm.model.set_attn_implementation(before)
+    gm = costmodel.rome(g, hp.layer, batch_of(lm, hp, req, res.diagnostics["requests"][0]["steps"]))
+    modelled = gm["keys_flop"] + gm["value_flop"] + 2 * g.d * g.f          # + u v^T: torch counts that product
+    sec.add(Figure("cost model FLOPs / FLOPs counted by torch, one ROME edit on Gemma", "x",
+                   [modelled / fc.get_total_flops()], note=f"{fc.get_total_flops() / 1e9:.1f} GFLOP counted"))
+    rates = [x["flop"] / x["value_s"] for x in loops]
+    rate = statistics.median(rates)
+    sec.add(Figure("rate of ROME's value optimisation on Gemma", "GFLOP/s", [r / 1e9 for r in rates],
+                   note="model FLOPs / measured seconds, per edit"),
+            Figure("predicted / measured value time, per edit (at the median rate)", "x",
+                   [x["flop"] / rate / x["value_s"] for x in loops]))
+    # float64 Cholesky rate on this machine, at Gemma's key width (the solve's rate)
     C = torch.randn(g.f, g.f, dtype=torch.float64)
     C = C @ C.T / g.f + torch.eye(g.f, dtype=torch.float64)
-    t = time.perf_counter()
-    torch.linalg.cholesky(C)
-    chol_s = time.perf_counter() - t
-    chol_rate = (g.f ** 3 / 3 * 2) / chol_s
-    j = costmodel.GPTJ_6B
-    jb = costmodel.Batch(rows=7, width=b.width, prefix=b.prefix, positions=b.positions, steps=b.steps)
-    jr = costmodel.rome(j, 5, jb)
-    jm = costmodel.memit(j, MEMIT_LAYERS, 10, jb)
-    sec.info = {"gemma_value_flop": gm["keys_flop"] + gm["value_flop"], "gemma_value_s": split["value_s"],
-                "value_rate_gflops": rate / 1e9, "cholesky_fp64_gflops": chol_rate / 1e9,
-                "gemma_cholesky_s": chol_s, "gptj_rome": jr, "gptj_memit_10": jm, "gptj_batch": costmodel.to_dict(jb)}
-    sec.add(Figure("ROME value optimisation on GPT-J, CPU here (predicted)", "s",
-                   [(jr["keys_flop"] + jr["value_flop"]) / rate], note=f"{rate / 1e9:.0f} GFLOP/s measured on Gemma"),
-            Figure("ROME first solve on GPT-J: Cholesky of C 16384^2, fp64 (predicted)", "s",
-                   [jr["solve_flop"] / chol_rate], note=f"{chol_rate / 1e9:.0f} GFLOP/s measured at 2048^2"),
-            Figure("MEMIT solve, 10 edits, 6 layers, (lam C + K K^T) each (predicted)", "s",
-                   [jm["solve_flop"] / chol_rate]),
-            Figure("MEMIT solve with cached chol(C) (Woodbury; predicted)", "s", [jm["solve_flop_woodbury"] / chol_rate]),
-            Figure("ROME statistics of one layer (fp32)", "MB", [jr["stats_bytes_fp32"] / 1e6]),
-            Figure("MEMIT statistics of 6 layers (fp32)", "MB", [jm["stats_bytes_fp32"] / 1e6]))
+    chol_s = min(_timed(lambda: torch.linalg.cholesky(C)) for _ in range(2 if quick else 3))
+    chol_rate = gm["cholesky_flop"] / chol_s
+    # GPT-J-6B: its ROME/MEMIT hyper-parameters, Gemma's mean batch (token counts), on this CPU's rates
+    j, jspec = costmodel.GPTJ_6B, SPECS["gpt-j-6b"]
+    jr_hp, jm_hp = load_hparams("rome", jspec), load_hparams("memit", jspec)
+    mb = editors_info["rome_batch"]
+    jb = costmodel.Batch(rows=len(jr_hp.context_prefixes) + 1, width=mb["width"], prefix=mb["prefix"],
+                         positions=mb["positions"], steps=mb["steps"], plain_width=mb["plain_width"])
+    jr = costmodel.rome(j, jr_hp.layer, jb)
+    jm = costmodel.memit(j, jm_hp.layers, 10, replace(jb, rows=len(jm_hp.context_prefixes) + 1))
+    sec.info = {"gemma": costmodel.to_dict(g), "gemma_rome_counted_flop": fc.get_total_flops(),
+                "gemma_rome_modelled_flop": modelled, "value_rate_gflops": rate / 1e9,
+                "cholesky_fp64_gflops": chol_rate / 1e9, "gemma_cholesky_s": chol_s, "gptj": costmodel.to_dict(j),
+                "gptj_batch": costmodel.to_dict(jb), "gptj_rome": jr, "gptj_memit_10": jm,
+                "gptj_rome_layer": jr_hp.layer, "gptj_memit_layers": jm_hp.layers}
+    rome_v = jr["keys_flop"] + jr["value_flop"]
+    sec.add(Figure("GPT-J ROME value optimisation, FLOPs (model)", "TFLOP", [rome_v / 1e12],
+                   note=f"{jb.rows} rows, {jb.width} columns, {jb.steps} steps"),
+            Figure("GPT-J ROME value optimisation on this CPU (predicted)", "s", [rome_v / rate],
+                   note=f"at {rate / 1e9:.0f} GFLOP/s, Gemma's rate"),
+            Figure("GPT-J ROME first solve: Cholesky of C (16384^2, fp64) on this CPU (predicted)", "s",
+                   [jr["solve_flop"] / chol_rate], note=f"{chol_rate / 1e9:.0f} GFLOP/s measured at {g.f}^2"),
+            Figure("GPT-J MEMIT, 10 edits on 6 layers: targets + keys, FLOPs (model)", "TFLOP",
+                   [(jm["targets_flop"] + jm["keys_flop"]) / 1e12]),
+            Figure("GPT-J MEMIT, 10 edits on 6 layers, on this CPU (predicted)", "s",
+                   [(jm["targets_flop"] + jm["keys_flop"]) / rate + jm["solve_flop"] / chol_rate]),
+            Figure("GPT-J weights (fp16)", "GB", [jr["weights_bytes_fp16"] / 1e9]),
+            Figure("GPT-J ROME statistics of one layer (fp32) / solve memory (fp64)", "GB",
+                   [jr["stats_bytes_fp32"] / 1e9], note=f"solve {jr['solve_bytes_fp64'] / 1e9:.1f} GB"),
+            Figure("GPT-J MEMIT statistics of 6 layers (fp32)", "GB", [jm["stats_bytes_fp32"] / 1e9]))
     return sec
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t

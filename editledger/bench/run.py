@@ -64,8 +64,7 @@ def run_all(quick: bool, only: list[str] | None = None, out: Path | None = None)
                 ed = _timed("editors", lambda: editors.bench_editors(session, quick))
                 secs.append(ed.to_dict())
                 if "gptj" in want:
-                    cfg = session.lm.config["hf_config"]
-                    secs.append(_timed("gptj_model", lambda: gptj.predict(ed.info, cfg)).to_dict())
+                    secs.append(_timed("gptj_model", lambda: gptj.predict(session, ed.info, quick)).to_dict())
             if "scoring" in want:
                 secs.append(_timed("scoring", lambda: scoring.bench_scoring(session.lm, quick)).to_dict())
             del session

@@ -10,6 +10,7 @@ is what the issue measured).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -92,8 +93,8 @@ def bench_sharing(quick: bool) -> Section:
 
 # ------------------------------------------------------------------------------------------------ worker
 def _worker(role: str, policy: str, d: Path, n: int) -> None:
-    if policy == "spin":
-        import torch  # noqa: F401  - loaded before the policy: libgomp keeps its default (spin, then sleep)
+    if policy == "spin":   # torch loaded before any policy is set: libgomp keeps its default (spin, then sleep)
+        importlib.import_module("torch")
     from ledger import Ledger
     from simulator.editors import get_editor, load_hparams
     from simulator.session import Session
