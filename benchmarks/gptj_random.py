@@ -7,7 +7,9 @@ so no edit means anything; the shapes, and so the time and memory, are GPT-J's.
 
 Prompts are tokenised with tiny-gptj's tokenizer (ids fit GPT-J's vocabulary; lengths are what matter).
 Statistics: 4,096 tokens sampled from the random model, for the edited layers. Reports the model's memory,
-the statistics' time and bytes, each method's time (median of --repeats after a warm-up) and the peak memory.
+the statistics' time and bytes, each method's time (median of --repeats after a warm-up), the rate it ran
+at by the cost model's FLOPs (editledger/bench/costmodel.py), the cost model against torch's FLOP count
+of one ROME edit at these shapes, and the peak memory.
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ from simulator import threads  # noqa: E402
 threads.early()
 
 import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from editledger.bench import costmodel  # noqa: E402
 from simulator.editors import get_editor, load_hparams  # noqa: E402
 from simulator.models import load_model  # noqa: E402
 from simulator.models.specs import SPECS  # noqa: E402
@@ -39,6 +43,25 @@ REQUESTS = [EditRequest("Eiffel Tower", "The {} is located in the city of", " Ro
             EditRequest("Mount Fuji", "{} is a mountain in", " Italy"),
             EditRequest("Lionel Messi", "{} is a professional", " basketball"),
             EditRequest("The Louvre", "{} is a museum in", " London")]
+
+
+def model_flops(method, shapes, hp, tok, spec, reqs, steps) -> float:
+    """The cost model's FLOPs of one edit of ``reqs`` (value loops + keys, and the u v^T products torch
+    counts), each request with its own batch and optimisation steps."""
+    from simulator.editors.common import SuffixBatch, build_rows, pad_id_of
+    batches = []
+    for req, st in zip(reqs, steps):
+        rows = build_rows(tok, spec, req, hp.context_prefixes, hp.kl_prompt, pad_id_of(tok))
+        b = SuffixBatch.of(rows)
+        batches.append(costmodel.Batch(rows=rows.input_ids.shape[0], width=b.input_ids.shape[1], prefix=b.start,
+                                       positions=max(len(t) for t in rows.targets), steps=st or 0,
+                                       plain_width=rows.input_ids.shape[1]))
+    if method == "rome":
+        r = costmodel.rome(shapes, hp.layer, batches[0])
+        return r["keys_flop"] + r["value_flop"] + 2 * shapes.d * shapes.f
+    n, m = len(reqs), len(hp.layers)
+    parts = [costmodel.memit(shapes, hp.layers, 1, b) for b in batches]
+    return sum(x["targets_flop"] + x["keys_flop"] for x in parts) + m * (2 * shapes.f ** 2 * n + 2 * shapes.d * shapes.f * n)
 
 
 def sync(dev):
@@ -92,6 +115,7 @@ def main() -> None:
     out["stats_bytes_per_layer"] = cfg.n_inner * cfg.n_inner * 4 if cfg.n_inner else (4 * cfg.n_embd) ** 2 * 4
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    cm_shapes = costmodel.Shapes.of("gpt-j", cfg.to_dict())
     for method, hp, batch in (("rome", rome_hp, 1), ("memit", memit_hp, a.memit_batch)):
         ed = get_editor(method)
         times, steps = [], []
@@ -104,10 +128,25 @@ def main() -> None:
             if i:                                           # the first is the warm-up
                 times.append(time.perf_counter() - t)
                 steps.append([r.get("steps") for r in res.diagnostics.get("requests", [])])
+        flop = [model_flops(method, cm_shapes, hp, tok, spec, [REQUESTS[(i + j) % len(REQUESTS)] for j in range(batch)],
+                            st) for i, st in enumerate(steps, start=1)]
         out[method] = {"batch": batch, "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-                       "n": len(times), "opt_steps": steps, "layers": getattr(hp, "layers", [getattr(hp, "layer", None)])}
-        print(f"{method}: {out[method]['median_s']:.2f} s median ({batch} request(s), random weights: timing only)",
-              file=sys.stderr)
+                       "n": len(times), "opt_steps": steps, "layers": getattr(hp, "layers", [getattr(hp, "layer", None)]),
+                       "model_tflop": [f / 1e12 for f in flop],
+                       "achieved_tflops": [f / t / 1e12 for f, t in zip(flop, times)]}
+        print(f"{method}: {out[method]['median_s']:.2f} s median ({batch} request(s), random weights: timing only), "
+              f"{statistics.median(out[method]['achieved_tflops']):.1f} TFLOP/s by the cost model", file=sys.stderr)
+    # the cost model against torch's count of one ROME edit at these shapes (eager attention: every product seen)
+    before = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    hp0 = replace(rome_hp, mom2_adjustment=False)
+    with FlopCounterMode(display=False) as fc:
+        res = get_editor("rome").edit(model, tok, spec, REQUESTS[:1], hp0)
+    model.set_attn_implementation(before)
+    counted = fc.get_total_flops()
+    modelled = model_flops("rome", cm_shapes, hp0, tok, spec, REQUESTS[:1], [res.diagnostics["requests"][0]["steps"]])
+    out["flop_check"] = {"counted": counted, "modelled": modelled, "ratio": modelled / counted}
+    print(f"cost model / torch's count, one ROME edit: {modelled / counted:.6f}", file=sys.stderr)
     if dev.type == "cuda":
         out["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     text = json.dumps(out, indent=1)
