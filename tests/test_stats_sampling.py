@@ -1,6 +1,7 @@
 """The corpus samplers: inverse-CDF draws follow the distribution (checked against exact probabilities),
 never pick a zero-probability token, and a recipe's digest names the sampler (sampler 1 keeps the digest
-its statistics were recorded under)."""
+its statistics were recorded under); the second moment taken over batches of sequences equals the one
+taken a sequence at a time."""
 from __future__ import annotations
 
 import hashlib
@@ -58,3 +59,23 @@ def test_sampled_corpus_shape_on_tiny(tiny):
     assert all(len(t) <= start + 16 for t in toks)
     again = c.tokens(tiny.model, tiny.tokenizer, tiny.spec.prompt_prefix, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(toks, again))
+
+
+def test_same_length_batches_by_hand():
+    from simulator.stats.second_moment import same_length_batches
+    seqs = [torch.zeros(3), torch.ones(3), torch.zeros(3), torch.zeros(2), torch.zeros(3)]
+    got = same_length_batches(seqs, 2)
+    assert [[len(s) for s in b] for b in got] == [[3, 3], [3], [2], [3]]
+    assert got[0][1] is seqs[1] and got[3][0] is seqs[4]            # corpus order kept
+
+
+def test_batched_second_moment_equals_one_sequence_at_a_time(tiny, monkeypatch):
+    from simulator.stats import second_moment as sm
+    c = Corpus(n_tokens=1000, seq_len=64)                         # 15 sequences of 64 tokens and one of 40
+    toks = c.tokens(tiny.model, tiny.tokenizer, tiny.spec.prompt_prefix, progress=False)
+    monkeypatch.setattr(sm, "BATCH_ROWS", 1)
+    C1, n1, d1 = sm.collect_second_moment(tiny.model, tiny.tokenizer, tiny.spec, 1, c, False, toks)
+    monkeypatch.setattr(sm, "BATCH_ROWS", 32)
+    C32, n32, d32 = sm.collect_second_moment(tiny.model, tiny.tokenizer, tiny.spec, 1, c, False, toks)
+    assert (n1, d1) == (n32, d32) and n1 == sum(len(t) for t in toks)
+    torch.testing.assert_close(C32, C1, rtol=1e-6, atol=1e-7)
