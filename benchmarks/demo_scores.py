@@ -39,8 +39,9 @@ def run(args) -> dict:
     from ledger import Ledger
     from simulator.replay import ReplayOptions, Replayer
     from simulator.session import Session
-    from simulator.stats import Corpus
-    from simulator.stats_ledger import SessionStatsProvider
+    from simulator.models import cache_root
+    from simulator.stats import Corpus, StatsProvider
+    from simulator.stats_ledger import LedgerStatsCache
     from simulator.streams.builtin import demo
 
     if args.threads:
@@ -69,7 +70,8 @@ def run(args) -> dict:
     opts = ReplayOptions(method="rome", seed=0, general="loglik", probe_every={"perplexity": 4, "downstream": 4},
                          progress=False)
     rep = Replayer(session, opts, on_step=on_step)
-    rep.stats = SessionStatsProvider(session, corpus, progress=False)
+    rep.stats = StatsProvider(session.lm.fingerprint, corpus,
+                              LedgerStatsCache(session.ledger, cache_root().parent / "stats"), progress=False)
     t = time.perf_counter()
     rep._prepare_stats()                 # outside the timed replay (cached statistics are what is compared)
     stats_s = time.perf_counter() - t
