@@ -51,7 +51,7 @@ def run(args) -> dict:
     led = Ledger.open(str(Path(tempfile.mkdtemp(prefix="demo_scores_")) / "demo.db"))
     session = Session.open(led, "gemma-3-270m", progress=False)
     kw = {} if args.sampler is None else {"sampler": args.sampler}
-    corpus = Corpus(n_tokens=4096, seq_len=args.seq_len, **kw)
+    corpus = Corpus(n_tokens=4096, seq_len=args.seq_len, seed=args.seed, **kw)
     rows, clock = [], {}
 
     def on_step(stepno, step, records, version):
@@ -79,7 +79,8 @@ def run(args) -> dict:
     t = time.perf_counter()
     rep.start(steps, stream_name=stream.name, stream_digest=stream.digest, stream_kind=stream.kind, name="demo")
     edits = [r["edit_s"] for r in rows]
-    return {"corpus": {"seq_len": args.seq_len, "sampler": args.sampler, "digest": corpus.recipe_digest},
+    return {"corpus": {"seq_len": args.seq_len, "sampler": args.sampler, "seed": args.seed,
+                       "digest": corpus.recipe_digest},
             "threads": torch.get_num_threads(), "load_average": os.getloadavg()[0], "stats_s": round(stats_s, 1),
             "replay_s": round(time.perf_counter() - t, 1), "edit_median_s": statistics.median(edits),
             "edit_min_s": min(edits), "edit_max_s": max(edits), "timing": rep.timing, "steps": rows}
@@ -111,6 +112,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--sampler", type=int, default=None, help="corpus sampler (default: the checkout's)")
+    ap.add_argument("--seed", type=int, default=0, help="corpus sampling seed (another sample of the same recipe)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=None)
