@@ -64,12 +64,22 @@ def run(args) -> dict:
         rows.append({"step": stepno, "edit": f"{step.requests[0].subject} -> {step.requests[0].target_new.strip()}",
                      **{c: vals.get((s, m)) for c, s, m in COLUMNS},
                      "edit_s": d.get("timing_s", {}).get("edit"), "probes_s": d.get("timing_s", {}).get("probes"),
-                     "opt_steps": req.get("steps"), "cpu_s": round(time.process_time() - clock["cpu"], 2)})
+                     "opt_steps": req.get("steps"), "cpu_s": round(time.process_time() - clock["cpu"], 2),
+                     "edit_cpu_s": round(cpu_edit[-1], 2) if cpu_edit else None})
         clock["cpu"] = time.process_time()
 
     opts = ReplayOptions(method="rome", seed=0, general="loglik", probe_every={"perplexity": 4, "downstream": 4},
                          progress=False)
     rep = Replayer(session, opts, on_step=on_step)
+    edit, cpu_edit = rep.editor.edit, []
+
+    def timed_edit(*a, **k):             # the edit's CPU time on its own (the step's CPU time less it: probes)
+        c = time.process_time()
+        try:
+            return edit(*a, **k)
+        finally:
+            cpu_edit.append(time.process_time() - c)
+    rep.editor.edit = timed_edit
     rep.stats = StatsProvider(session.lm.fingerprint, corpus,
                               LedgerStatsCache(session.ledger, cache_root().parent / "stats"), progress=False)
     t = time.perf_counter()
@@ -79,11 +89,15 @@ def run(args) -> dict:
     t = time.perf_counter()
     rep.start(steps, stream_name=stream.name, stream_digest=stream.digest, stream_kind=stream.kind, name="demo")
     edits = [r["edit_s"] for r in rows]
+    ecpu = [r["edit_cpu_s"] for r in rows if r["edit_cpu_s"] is not None]
     return {"corpus": {"seq_len": args.seq_len, "sampler": args.sampler, "seed": args.seed,
                        "digest": corpus.recipe_digest},
             "threads": torch.get_num_threads(), "load_average": os.getloadavg()[0], "stats_s": round(stats_s, 1),
             "replay_s": round(time.perf_counter() - t, 1), "edit_median_s": statistics.median(edits),
-            "edit_min_s": min(edits), "edit_max_s": max(edits), "timing": rep.timing, "steps": rows}
+            "edit_min_s": min(edits), "edit_max_s": max(edits),
+            "edit_cpu_median_s": statistics.median(ecpu) if ecpu else None,
+            "probes_cpu_s": round(sum(r["cpu_s"] - (r["edit_cpu_s"] or 0) for r in rows), 1),
+            "timing": rep.timing, "steps": rows}
 
 
 def compare(paths: list[str]) -> None:
@@ -103,6 +117,9 @@ def compare(paths: list[str]) -> None:
         print(f"mean {c:<8}" + "".join(f" | {statistics.mean(s[c] for s in r['steps'] if s.get(c) is not None):.3f}"
                                       for r in runs))
     for n, r in zip(names, runs):
+        if r.get("edit_cpu_median_s") is not None:
+            print(f"{n}: ROME CPU time median {r['edit_cpu_median_s']:.2f} s per edit; probes' CPU time "
+                  f"{r['probes_cpu_s']} s in all")
         print(f"{n}: ROME median {r['edit_median_s']:.2f} s per edit (min {r['edit_min_s']:.2f}, max "
               f"{r['edit_max_s']:.2f}), optimisation steps {[s['opt_steps'] for s in r['steps']]}, replay "
               f"{r['replay_s']} s, load average {r['load_average']:.1f}, threads {r['threads']}")
