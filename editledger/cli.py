@@ -20,6 +20,7 @@ import os
 import sys
 
 from editledger.text import printable
+from simulator import threads
 
 # command -> (module under editledger.commands, one-line help), in --help order. A module may own
 # several commands (history: reset, revert, branch, log); its register() adds all of them.
@@ -41,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train the network a method edits with (MEND)"),
     "tui": ("tui", "browse runs, timelines, edits, trajectories, diffs and audits"),
     "db": ("db", "ledger database: schema status, upgrade, integrity check"),
+    "bench": ("bench", "run every benchmark; write bench.json and bench.md"),
 }
 
 
@@ -85,6 +87,9 @@ def build_parser(command: str | None = None, *, load_all: bool = False) -> argpa
 
 
 def main(argv: list[str] | None = None) -> int:
+    # the wait policy of torch's OpenMP threads is read when torch loads, so it is set before any
+    # command imports torch (simulator/threads.py: why a replay beside another one needs it)
+    threads.early()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(command_of(argv))
     args = _parse(parser, argv)

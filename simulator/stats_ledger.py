@@ -25,6 +25,9 @@ class LedgerStatsCache:
     def __init__(self, ledger, machine_dir: Path | None = None):
         self.ledger = ledger
         self.machine = ArtifactStore(machine_dir) if machine_dir is not None else None
+        # statistics already read (and verified) in this process, by key: every ROME edit asks for the
+        # same C, and reading it back is a query plus 16 MB read and hashed (Gemma; 1 GiB for GPT-J)
+        self._seen: dict[StatsKey, tuple[str, object]] = {}
 
     def _kw(self, key: StatsKey) -> dict:
         return dict(model_fingerprint=key.model_fingerprint, layer=key.layer,
@@ -35,20 +38,25 @@ class LedgerStatsCache:
         return self.machine.root / "index" / name
 
     def get(self, key: StatsKey):
+        if key in self._seen:
+            return self._seen[key]
         hit = self.ledger.get_stats(**self._kw(key))
         if hit is not None:
             digest, tensors = hit
-            return digest, tensors["C"]
+            self._seen[key] = (digest, tensors["C"])
+            return self._seen[key]
         if self.machine is not None and self._index(key).exists():
             try:
                 tensors = self.machine.read(self._index(key).read_text().strip())
             except UserError:
                 return None          # a damaged machine copy is simply recomputed
-            return self.ledger.put_stats(**self._kw(key), tensors={"C": tensors["C"]}), tensors["C"]
+            self._seen[key] = (self.ledger.put_stats(**self._kw(key), tensors={"C": tensors["C"]}), tensors["C"])
+            return self._seen[key]
         return None
 
     def put(self, key: StatsKey, tensor) -> str:
         digest = self.ledger.put_stats(**self._kw(key), tensors={"C": tensor.contiguous()})
+        self._seen[key] = (digest, tensor)
         if self.machine is not None:
             try:
                 mdigest, _ = self.machine.write({"C": tensor.contiguous()}, metadata=self._kw(key))
@@ -65,7 +73,8 @@ def ledger_stats_provider(session, corpus: str = "self", n_tokens: int | None = 
     collects them before the first edit, so an edit only ever reads them."""
     cfg = session.lm.model.config
     max_pos = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 2048
-    seq_len = min(256, int(max_pos) - 8)        # leave room for a prefix token within the position table
+    # many short sequences sample fast (simulator/stats/corpus.py); leave room for a prefix token
+    seq_len = min(Corpus.seq_len, int(max_pos) - 8)
     kind, path = (corpus, None) if corpus in ("self", "wikitext") else ("file", corpus)
     c = Corpus(kind=kind, path=path, n_tokens=n_tokens or default_tokens, seq_len=seq_len)
     machine = None if os.environ.get("EDITLEDGER_NO_MACHINE_STATS") else cache_root().parent / "stats"

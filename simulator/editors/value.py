@@ -4,8 +4,10 @@ rewrite prompt, minimising  NLL(target)  +  kl_factor * KL(edited || original on
 +  weight_decay * ||delta|| / ||v0||^2,  with ||delta|| clamped to clamp_norm_factor * ||v0||
 (``value_loss``: kmeng01/rome's compute_v and kmeng01/memit's compute_z, terms and direction as there).
 
-Speed: the blocks below the edit point are run once and replayed (``frozen_below``), the lm head only
-sees the positions the loss needs, and the loop stops as soon as the target is reached.
+Speed (``fast=True``): the prompt up to the subject's last token is run once and kept as keys and values
+(``SuffixBatch``: the delta is added at that token, so nothing before it can change); every step runs
+only the tokens from there on, through the blocks from the edit point up (those below are replayed), and
+the lm head only sees the positions the loss needs; the loop stops as soon as the target is reached.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from simulator.editors.common import (Rows, first_target_column, frozen_below, kl_log_probs, logits_at,
+from simulator.editors.common import (Rows, SuffixBatch, first_target_column, kl_log_probs, logits_at,
                                       per_row_positions, row_log_probs)
 
 
@@ -53,12 +55,19 @@ def optimize_value(model, spec, rows: Rows, *, point: str, layer: int, num_steps
     at every position), kept for the side-by-side benchmark."""
     t0 = time.perf_counter()
     dev = next(model.parameters()).device
-    ids, mask = rows.input_ids.to(dev), rows.attention_mask.to(dev)
-    positions = per_row_positions(rows) if fast else torch.arange(rows.input_ids.shape[1])
-    lookup = rows.lookup.to(dev)
-    B, T = ids.shape
-    at = torch.zeros(B, T, 1, device=dev)
-    at[torch.arange(B, device=dev), lookup] = 1.0
+    B, T = rows.input_ids.shape
+    if fast:
+        positions = per_row_positions(rows)
+        batch = SuffixBatch.of(rows)
+        cache = batch.prefix_cache(model)      # before the hooks below: the prefix never sees delta
+        keep = batch.suffix_positions(rows, positions).to(dev)
+        look = torch.zeros(B, dtype=torch.long, device=dev)          # the lookup is suffix column 0
+        width = batch.input_ids.shape[1] - batch.start
+    else:
+        positions = torch.arange(T)
+        look, width = rows.lookup.to(dev), T
+    at = torch.zeros(B, width, 1, device=dev)
+    at[torch.arange(B, device=dev), look] = 1.0
     name = spec.rewrite_module.format(layer) if point == "mlp" else spec.layer_module.format(layer)
     target_mod = model.get_submodule(name)
 
@@ -73,13 +82,13 @@ def optimize_value(model, spec, rows: Rows, *, point: str, layer: int, num_steps
     def out_hook(_m, _inp, output):
         h = output if torch.is_tensor(output) else output[0]
         if "v0" not in state:  # first pass has delta = 0: the original vector
-            state["v0"] = h[0, int(rows.lookup[0])].detach().float().clone()
+            state["v0"] = h[0, int(look[0])].detach().float().clone()
         return _add_at(output, at, delta)
 
     def key_hook(_m, inputs):
         if "keys" not in state:
             x = inputs[0].detach()
-            state["keys"] = torch.stack([x[r, int(rows.lookup[r])].float() for r in range(B)
+            state["keys"] = torch.stack([x[r, int(look[r])].float() for r in range(B)
                                          if rows.kind[r] == "rewrite"])
 
     opt = torch.optim.Adam([delta], lr=lr)
@@ -89,7 +98,7 @@ def optimize_value(model, spec, rows: Rows, *, point: str, layer: int, num_steps
     stopped = None
     freeze_at = layer if capture_keys_layer is None else min(layer, capture_keys_layer)
     handles = []
-    with (frozen_below(model, spec, freeze_at, ids, mask) if fast else contextlib.nullcontext()):
+    with (batch.frozen_below(model, spec, freeze_at, cache) if fast else contextlib.nullcontext()):
         try:
             handles.append(target_mod.register_forward_hook(out_hook))
             if capture_keys_layer is not None:
@@ -97,7 +106,8 @@ def optimize_value(model, spec, rows: Rows, *, point: str, layer: int, num_steps
                 handles.append(km.register_forward_pre_hook(key_hook))
             kl_ref = None
             for step in range(num_steps + 1):
-                logits = logits_at(model, rows, positions)
+                logits = (batch.suffix_forward(model, cache, keep).logits if fast
+                          else logits_at(model, rows, positions))
                 logp = torch.log_softmax(logits.float(), dim=-1)
                 rlp = row_log_probs(logp, rows, positions)
                 nll = torch.stack([-r.mean() for r in rlp]).mean()

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 
 from ledger.errors import InputError, IntegrityError
+from simulator import threads
+from simulator.models.gguf_reader import shared_reader
 from simulator.models.specs import ARCH_DEFAULTS, SPECS, ModelSpec, model_names
 
 WEIGHTS_FILE = "model.safetensors"
@@ -127,10 +129,11 @@ def _build_cache_from_gguf(gguf: Path, out: Path, progress: bool) -> None:
     t0 = time.perf_counter()
     if progress:
         import sys
-        print(f"editledger: dequantising {gguf.name} once (about a minute on 2 cores); "
+        print(f"editledger: dequantising {gguf.name} once (about half a minute on 2 cores); "
               f"cached in {out}", file=sys.stderr)
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    with shared_reader():   # the file is parsed once for tokenizer, config and weights (gguf_reader.py)
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -236,7 +239,9 @@ def _gguf_cache_dir(gguf: Path, name: str | None) -> Path:
 
 def load_model(name_or_path: str, *, device: str | None = None, dtype: torch.dtype | None = None,
                progress: bool = True) -> LoadedModel:
-    """Load a model for editing (eval mode, gradients off). See the module docstring for sources."""
+    """Load a model for editing (eval mode, gradients off). See the module docstring for sources.
+    Sets the process's thread policy first (``simulator.threads.apply``)."""
+    threads.apply()
     dev, dtype = default_device_dtype(device, dtype)
     key = name_or_path.strip()
 
