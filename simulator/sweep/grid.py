@@ -26,7 +26,7 @@ from typing import Any
 
 from ledger.errors import InputError
 from simulator.editors import editor_class, load_hparams
-from simulator.editors.hparams import _read_file as read_hparams_file
+from simulator.editors.hparams import read_file as read_hparams_file
 from simulator.models.specs import SPECS
 from simulator.probes import general_sets
 from simulator.replay import PROTOCOLS, ReplayOptions, known_suites
@@ -255,7 +255,7 @@ def _method(c: "_Checker", m, i: int, base_dir: Path) -> MethodEntry:
         f = c.text(m["hparams_file"], f"{at}.hparams_file", required=True)
         fp = (base_dir / Path(f).expanduser())
         try:
-            values.update(read_hparams_file(fp))
+            values.update(read_hparams_file(fp, name))
         except InputError as e:
             c.fail(f"{at}.hparams_file", f, str(e))
     inline = m.get("hparams", {})
