@@ -126,7 +126,46 @@ def _header_metadata(data: bytes) -> dict[str, str]:
     return dict(json.loads(data[8:8 + n]).get("__metadata__", {}) or {})
 
 
-class ArtifactStore:
+class VerifiedReads:
+    """Reads that check what they return: the bytes hash to the digest that names them, and a
+    tensor read is a valid safetensors file. A store gives ``_fetch(digest) -> (bytes, where)``
+    (FileNotFoundError when absent) and a ``root``."""
+
+    root: Any
+
+    def _fetch(self, digest: str) -> tuple[bytes, str]:
+        raise NotImplementedError
+
+    def read_bytes(self, digest: str) -> bytes:
+        try:
+            data, where = self._fetch(digest)
+        except FileNotFoundError:
+            raise ArtifactMissing(digest, f"artifact {digest} is missing from {self.root}: "
+                                          "run `editledger db fsck` to list what else is missing") from None
+        got = hashlib.sha256(data).hexdigest()
+        if got != digest:
+            raise ArtifactCorrupt(digest, f"artifact {digest} is corrupted (its bytes hash to {got[:16]}...); "
+                                          f"file {where}")
+        return data
+
+    def read(self, digest: str) -> dict[str, "torch.Tensor"]:
+        return self.read_with_header(digest)[0]
+
+    def read_with_header(self, digest: str) -> tuple[dict[str, "torch.Tensor"], dict[str, str]]:
+        """The tensors and the header metadata, from one verified read."""
+        from safetensors.torch import load  # torch: the ledger opens without it (the TUI); only a reader of tensors needs it
+
+        data = self.read_bytes(digest)
+        try:
+            return load(data), _header_metadata(data)
+        except Exception as e:  # digest matched, so the writer stored something that is not safetensors
+            raise ArtifactCorrupt(digest, f"artifact {digest} is not a valid safetensors file ({e})") from None
+
+    def read_metadata(self, digest: str) -> dict[str, str]:
+        return _header_metadata(self.read_bytes(digest))
+
+
+class ArtifactStore(VerifiedReads):
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
 
@@ -175,37 +214,10 @@ class ArtifactStore:
         return self.write_bytes(data), len(data)
 
     # ---- read
-    def read_bytes(self, digest: str) -> bytes:
+    def _fetch(self, digest: str) -> tuple[bytes, str]:
         path = self.path_for(digest)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ArtifactMissing(digest, f"artifact {digest} is missing from {self.root}: "
-                                          "run `editledger db fsck` to list what else is missing") from None
-        got = hashlib.sha256(data).hexdigest()
-        if got != digest:
-            raise ArtifactCorrupt(digest, f"artifact {digest} is corrupted (its bytes hash to {got[:16]}...); "
-                                          f"file {path}")
-        return data
+        return path.read_bytes(), str(path)
 
-    def read(self, digest: str) -> dict[str, "torch.Tensor"]:
-        return self.read_with_header(digest)[0]
-
-    def read_with_header(self, digest: str) -> tuple[dict[str, "torch.Tensor"], dict[str, str]]:
-        """The tensors and the header metadata, from one verified read."""
-        from safetensors.torch import load  # torch: the ledger opens without it (the TUI); only a reader of tensors needs it
-
-        data = self.read_bytes(digest)
-        try:
-            return load(data), _header_metadata(data)
-        except Exception as e:  # digest matched, so the writer stored something that is not safetensors
-            raise ArtifactCorrupt(digest, f"artifact {digest} is not a valid safetensors file ({e})") from None
-
-    def read_metadata(self, digest: str) -> dict[str, str]:
-        """The header metadata (verified like a read)."""
-        return _header_metadata(self.read_bytes(digest))
-
-    # ---- listing
     def iter_files(self) -> Iterator[Path]:
         """Every file under the store (artifacts and stray temp files)."""
         if not self.root.is_dir():

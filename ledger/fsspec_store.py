@@ -29,9 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import fsspec
 
-from ledger.artifacts import (
-    DIGEST_RE, SUFFIX, TMP_PREFIX, ArtifactCorrupt, ArtifactMissing, _header_metadata, serialize,
-)
+from ledger.artifacts import DIGEST_RE, SUFFIX, TMP_PREFIX, VerifiedReads, serialize
 from ledger.errors import InputError
 
 if TYPE_CHECKING:
@@ -104,7 +102,7 @@ class StorePath:
         return hash(self.path)
 
 
-class FsspecArtifactStore:
+class FsspecArtifactStore(VerifiedReads):
     """``ArtifactStore``'s interface on an fsspec filesystem (module docstring)."""
 
     def __init__(self, url: str, *, fs: Any = None):
@@ -192,33 +190,9 @@ class FsspecArtifactStore:
         return self.write_bytes(data), len(data)
 
     # ---- read
-    def read_bytes(self, digest: str) -> bytes:
+    def _fetch(self, digest: str) -> tuple[bytes, str]:
         key = self._key(digest)
-        try:
-            data = self.fs.cat_file(key)
-        except FileNotFoundError:
-            raise ArtifactMissing(digest, f"artifact {digest} is missing from {self.root}: "
-                                          "run `editledger db fsck` to list what else is missing") from None
-        got = hashlib.sha256(data).hexdigest()
-        if got != digest:
-            raise ArtifactCorrupt(digest, f"artifact {digest} is corrupted (its bytes hash to {got[:16]}...); "
-                                          f"file {self.fs.unstrip_protocol(key)}")
-        return data
-
-    def read(self, digest: str) -> dict[str, "torch.Tensor"]:
-        return self.read_with_header(digest)[0]
-
-    def read_with_header(self, digest: str) -> tuple[dict[str, "torch.Tensor"], dict[str, str]]:
-        from safetensors.torch import load  # torch: only a reader of tensors needs it
-
-        data = self.read_bytes(digest)
-        try:
-            return load(data), _header_metadata(data)
-        except Exception as e:
-            raise ArtifactCorrupt(digest, f"artifact {digest} is not a valid safetensors file ({e})") from None
-
-    def read_metadata(self, digest: str) -> dict[str, str]:
-        return _header_metadata(self.read_bytes(digest))
+        return self.fs.cat_file(key), self.fs.unstrip_protocol(key)
 
     # ---- listing
     def iter_files(self) -> Iterator[StorePath]:
