@@ -9,10 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from alembic import command
 
 from ledger import DeltaInput, Ledger, migrate
-from ledger.engine import make_engine
 from ledger.errors import SchemaError
 from ledger.history import reset, revert
 from simulator.deltas import EditResult, TensorDelta
@@ -95,15 +93,8 @@ def _build_old_ledger(path) -> tuple[dict[int, dict], int, int]:
                 _old_apply(want[row.tensor], led.read_artifact(row.artifact_digest))
         snapshots[rv.id] = want
     # take it below 0006, as the old editledger left it
-    url = f"sqlite:///{path}"
-    below = migrate.script_directory().get_revision("0006").down_revision
-    engine = make_engine(url)
-    with engine.connect() as c:
-        cfg = migrate.alembic_config(url)
-        cfg.attributes["connection"] = c
-        command.downgrade(cfg, below)
-        c.commit()
-    engine.dispose()
+    # (through migrate.downgrade: later migrations rebuild tables, which SQLite does with foreign keys off)
+    migrate.downgrade(f"sqlite:///{path}", migrate.script_directory().get_revision("0006").down_revision)
     return snapshots, run.id, rv.id
 
 
@@ -140,13 +131,8 @@ def test_old_ledger_upgrades_and_checks_out_bit_for_bit(tmp_path):
         s.checkout(new.id)
         assert all(torch.equal(s.param(n), after[n]) for n in SHAPES)
     # an older editledger could not verify xxh3-128: going below 0006 is refused
-    engine = make_engine(f"sqlite:///{path}")
-    with engine.connect() as c:
-        cfg = migrate.alembic_config(f"sqlite:///{path}")
-        cfg.attributes["connection"] = c
-        with pytest.raises(SchemaError, match="xxh3-128 fingerprints"):
-            command.downgrade(cfg, migrate.script_directory().get_revision("0006").down_revision)
-    engine.dispose()
+    with pytest.raises(SchemaError, match="xxh3-128 fingerprints"):
+        migrate.downgrade(f"sqlite:///{path}", migrate.script_directory().get_revision("0006").down_revision)
 
 
 def test_fast_lineage_read_agrees_with_the_orm_one(tmp_path):
