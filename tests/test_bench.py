@@ -104,6 +104,7 @@ def test_cost_model_counts_the_flops_torch_counts_in_real_edits(tiny):
          for q, d in zip(reqs, res.diagnostics["requests"])]
     n, layers = len(reqs), len(hp.layers)
     solve_mm = layers * (2 * s.f ** 2 * n + 2 * s.d * s.f * n)                              # K K^T, R V^T
+    solve_mm += layers * 2 * (2 * n * n * s.f)          # the gain K^T A^-1 K, both halves (health telemetry)
     assert fc.get_total_flops() == sum(x["targets_flop"] + x["keys_flop"] for x in m) + solve_mm
 
 
