@@ -193,7 +193,9 @@ def test_audit_head_without_a_step_for_grace(tmp_path):
     ids = {k: [o["id"] for o in led_state_ops(led, v[k].id) if o["op"] == "add"] for k in v}
     s.materialise(led.run(run_id).head_version_id, without={v[2].id})
     assert list(s.state("grace").entries) == ids[1] + ids[3] and s.current_version_id is None
-    (f,) = verify(s, run_id, [Finding(v[2].id, 2, "retention.forgetting", 1.0, "suspect")], progress=False)
+    # a forgetting finding names the edits it made the model forget; the check re-reads their prompts
+    suspect = Finding(v[2].id, 2, "retention.forgetting", 1.0, "suspect", evidence={"forgotten": [{"edit_step": 1}]})
+    (f,) = verify(s, run_id, [suspect], progress=False)
     assert 0.0 <= f.evidence["counterfactual"]["head_without_step"] <= 1.0
     assert s.fingerprints == led.version(led.run(run_id).head_version_id).tensor_fingerprints
 
