@@ -209,3 +209,10 @@ def test_each_ray_task_asks_for_its_models_resources(tmp_path, monkeypatch):
     got = [(a["task"]["cell"]["model"], a["num_gpus"], a["num_cpus"], a["task"]["device"], a["task"]["threads"])
            for a in asked[1:]]
     assert got == [("tiny-gptj", 0.0, 1.0, "cpu", 1), ("gpt-j-6b", 1.0, 1.0, "cuda", 1), ("gpt2", 0.5, 4.0, "cuda", 4)]
+
+
+def test_a_store_in_one_process_memory_is_refused_for_workers(tmp_path):
+    from simulator.sweep import run_sweep
+    g = load_grid(_grid(tmp_path, GOOD))
+    with pytest.raises(InputError, match="lives in one process's memory"):
+        run_sweep(g, db=str(tmp_path / "l.db"), artifacts="memory://one-process/a", workers=2, progress=False)

@@ -139,7 +139,9 @@ def fsck(args) -> int:
                 f"the ledger is not consistent: {len(rep.database)} database problems, {len(rep.bad_rows)} broken "
                 f"references, {len(rep.unusable)} damaged artifacts, {len(damaged)} versions that cannot be "
                 "checked out. Restore the damaged files from a backup or replay those runs; --repair never "
-                "touches referenced data")
+                "touches referenced data"
+                + (f". (Artifacts were looked for in {led.store.root}: if this ledger keeps them elsewhere, "
+                   "give --artifacts PATH|URL or $EDITLEDGER_ARTIFACTS)" if rep.missing else ""))
         leftovers = rep.orphans or rep.temp_files or rep.dead_runs or rep.unreferenced_rows or rep.misplaced
         print("ok: consistent" + (" (crash leftovers listed above are harmless; --repair tidies them)"
                                   if leftovers and not args.repair else ""))

@@ -21,8 +21,9 @@ def register(sub) -> None:
                         "in this process)")
     p.add_argument("--ray", metavar="ADDRESS", default=None,
                    help="run each cell as a Ray task with the resources it needs (GPUs for GPT-J): `local` starts "
-                        "Ray on this machine, `auto` or ray://HOST:10001 joins a cluster. Needs the [ray] extra; "
-                        "on a cluster use a PostgreSQL ledger (--db) and a shared artifact store (--artifacts)")
+                        "Ray on this machine, `auto` or ray://HOST:10001 joins a cluster. Needs the [ray] extra. On "
+                        "a cluster the ledger is PostgreSQL and the store shared: editledger --db "
+                        "postgresql+psycopg://... --artifacts s3://... sweep GRID --ray auto")
     p.add_argument("--threads", type=bounded_int(1, 1024, "--threads"), default=None, metavar="T",
                    help="torch threads per cell (default: this machine's cores divided by --workers; with --ray, "
                         "the cell's cpus). CPU results are bit-identical across backends at equal thread counts")

@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from ledger import Ledger
 from ledger.errors import CellTaken, UserError
@@ -97,8 +98,10 @@ class CellRunner:
         t0 = time.perf_counter()
         led = self.ledger
         if task.threads:
-            # CPU kernels sum in an order that depends on the thread count: equal counts, equal numbers
+            # CPU kernels sum in an order that depends on the thread count: equal counts, equal numbers.
+            # torch's own pool and the BLAS/OpenMP pools numpy and scipy use (float64 norms, solves)
             torch.set_num_threads(task.threads)
+            threadpool_limits(task.threads)
         try:
             run_id = led.cell_run(task.sweep_id, c["key"])
             if run_id is not None:

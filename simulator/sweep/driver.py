@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from ledger import Ledger
+from ledger.errors import InputError
 from simulator.editors import get_editor, load_hparams
 from simulator.models.specs import SPECS
 from simulator.sweep.backends import default_threads, make_backend
@@ -103,6 +104,9 @@ def run_sweep(grid: Grid, *, db: str | None = None, artifacts: str | None = None
     out = out or sys.stderr
     t0 = time.perf_counter()
     with Ledger.open(db, artifacts=artifacts) as led:
+        if (workers > 1 or ray) and "memory" in getattr(getattr(led.store, "fs", None), "protocol", ()):
+            raise InputError(f"the artifact store {led.store.root} lives in one process's memory: other "
+                             "processes cannot share it; use a path or a shared URL, or --workers 1")
         sweep = led.record_sweep(grid.name, grid.to_json())
         planned = plan(led, grid, sweep.id)
         store = str(led.store.root)

@@ -130,7 +130,7 @@ def render(sr: SweepReport, fmt: str = "text") -> str:
         return to_csv(sr)
     table = _left_table if fmt == "text" else rpt._md_table
     h = "## " if fmt == "markdown" else ""
-    head = ["cell", "run", "method", "stream", "protocol", "seed", "status", "steps", "wall s"]
+    head = ["cell", "run", "method", "stream", "protocol", "seed", "status", "steps", "run s"]
     rows = [[c.label, str(c.run_id), c.method, c.stream, c.protocol, str(c.seed), c.status, str(c.steps),
              f"{c.wall_s:.1f}"] for c in sr.cells]
     parts = [h + f"Sweep {sr.name}: {len(sr.cells)} cells", table(head, rows) if rows else "(no cells recorded yet)"]
