@@ -141,6 +141,7 @@ def test_audit_head_without_a_step_for_memory_methods(tmp_path, method):
     s.materialise(led.run(run_id).head_version_id, without={v2.id})
     assert [f.subject for f in s.state(method).facts] == [stream.steps[0].requests[0].subject,
                                                            stream.steps[2].requests[0].subject]
-    (f,) = verify(s, run_id, [Finding(v2.id, 2, "retention.forgetting", 1.0, "suspect")], progress=False)
+    suspect = Finding(v2.id, 2, "retention.forgetting", 1.0, "suspect", evidence={"forgotten": [{"edit_step": 1}]})
+    (f,) = verify(s, run_id, [suspect], progress=False)
     assert 0.0 <= f.evidence["counterfactual"]["head_without_step"] <= 1.0
     assert s.fingerprints == led.version(led.run(run_id).head_version_id).tensor_fingerprints
