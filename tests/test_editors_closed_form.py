@@ -3,6 +3,7 @@ second moment against keys recomputed by hand from the hidden states."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from simulator.editors.memit import memit_closed_form
@@ -97,3 +98,21 @@ def test_memit_target_through_gemma_post_norm():
     e = torch.where(g[:, None] == 0, torch.zeros_like(a), r.double() / g[:, None].clamp_min(1e-12))
     want = r.double() - y0 * (a * e).sum(0, keepdim=True) / d
     torch.testing.assert_close(y1 - y0, want, atol=3e-6, rtol=1e-2)
+
+
+def test_value_loss_is_the_reference_loss():
+    """kmeng01/rome compute_v (and memit compute_z): loss = nll + kl_factor * kl_div(init, current,
+    log_target=True, batchmean) + v_weight_decay * ||delta|| / ||v0||^2, worked out by hand."""
+    import math
+
+    from simulator.editors.value import value_loss
+    cur = torch.log(torch.tensor([[0.5, 0.25, 0.25]]))          # the edited model on "{} is a"
+    init = torch.log(torch.tensor([[0.25, 0.5, 0.25]]))         # the original
+    delta, v0 = torch.tensor([3.0, 4.0]), torch.tensor([0.0, 2.0])
+    got = value_loss(torch.tensor(1.5), cur, init, delta, v0.norm(), kl_factor=0.0625, weight_decay=0.5)
+    # KL(edited || original) = .5 ln(.5/.25) + .25 ln(.25/.5) + .25 ln(1) = .25 ln 2
+    # weight decay = .5 * ||delta|| / ||v0||^2 = .5 * 5 / 4 (the norm, not its square)
+    want = 1.5 + 0.0625 * 0.25 * math.log(2) + 0.5 * 5 / 4
+    assert float(got) == pytest.approx(want, abs=1e-6)
+    assert float(value_loss(torch.tensor(1.5), None, None, delta, v0.norm(), kl_factor=0.0625,
+                            weight_decay=0.0)) == pytest.approx(1.5)

@@ -44,7 +44,7 @@ class AlphaEditHyperParams:
     layers: list[int] = field(default_factory=lambda: [3, 4, 5, 6, 7, 8])  # layers the update is spread over
     v_num_grad_steps: int = at_least(0, 25)  # Adam steps for each target z_i at the last layer
     v_lr: float = at_least(0.0, 0.5)   # Adam learning rate
-    v_weight_decay: float = at_least(0.0, 0.5)  # weight of ||delta||^2 / ||h0||^2
+    v_weight_decay: float = at_least(0.0, 0.5)  # weight of ||delta|| / ||h0||^2 (kmeng01/memit compute_z)
     clamp_norm_factor: float = at_least(0.0, 0.75)  # ||delta|| <= clamp_norm_factor * ||h0||
     kl_factor: float = at_least(0.0, 0.0625)  # weight of the KL essence term
     kl_prompt: str = "{} is a"         # essence prompt for the KL term

@@ -66,13 +66,10 @@ MAPPED = {
 }
 # Differences in code, not in keys, that a user comparing numbers should know.
 CODE_NOTES = {
-    "rome": ["v_weight_decay: EasyEdit's (and kmeng01/rome's) compute_v adds v_weight_decay * ||delta|| / "
-             "||v0||^2; editledger's value optimisation adds v_weight_decay * ||delta||^2 / ||v0||^2 "
-             "(simulator/editors/value.py)",
-             "early stop: EasyEdit stops optimising v* once the loss is below 5e-2; editledger once every "
+    "rome": ["early stop: EasyEdit stops optimising v* once the loss is below 5e-2; editledger once every "
              "target token's mean probability reaches early_stop_prob (and the first is top-1)"],
-    "memit": ["v_weight_decay: EasyEdit adds v_weight_decay * ||delta|| / ||h0||^2; editledger "
-              "v_weight_decay * ||delta||^2 / ||h0||^2 (simulator/editors/value.py)"],
+    "memit": ["early stop: EasyEdit stops optimising z once the loss is below 5e-2; editledger once every "
+              "request's target tokens reach early_stop_prob"],
     "ft": ["EasyEdit fine-tunes every parameter whose name contains rewrite_module_tmp (weight and bias); "
            "editledger fine-tunes the weight only",
            "early stop: EasyEdit stops when the mean loss is below 1e-2; editledger when every target token "

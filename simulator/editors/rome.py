@@ -35,9 +35,9 @@ class ROMEHyperParams:
     layer: int = 5                     # layer whose MLP output projection is rewritten
     v_num_grad_steps: int = at_least(0, 20)  # Adam steps for v*
     v_lr: float = at_least(0.0, 0.5)   # Adam learning rate for the residual delta of v*
-    v_weight_decay: float = at_least(0.0, 0.5)  # weight of ||delta||^2 / ||v0||^2 in the loss
+    v_weight_decay: float = at_least(0.0, 0.5)  # weight of ||delta|| / ||v0||^2 in the loss (kmeng01/rome compute_v)
     clamp_norm_factor: float = at_least(0.0, 4.0)  # ||delta|| <= clamp_norm_factor * ||v0||
-    kl_factor: float = at_least(0.0, 0.0625)  # weight of KL(original || edited) on "{subject} is a"
+    kl_factor: float = at_least(0.0, 0.0625)  # weight of KL(edited || original) on "{subject} is a"
     kl_prompt: str = "{} is a"         # essence prompt for the KL term
     context_prefixes: list[str] = field(default_factory=lambda: list(DEFAULT_CONTEXT_PREFIXES))
     early_stop_prob: float = 0.9       # stop once every target token has at least this mean probability ...

@@ -1,7 +1,8 @@
 """The target vector of ROME (v*, at the MLP output) and MEMIT (z, at a block's residual output), by
 optimisation (ROME, Meng et al. 2022, eq. 4): a vector delta added at the subject's last token in every
-rewrite prompt, minimising  NLL(target)  +  kl_factor * KL(original || edited on "{} is a")
-+  weight_decay * ||delta||^2 / ||v0||^2,  with ||delta|| clamped to clamp_norm_factor * ||v0||.
+rewrite prompt, minimising  NLL(target)  +  kl_factor * KL(edited || original on "{} is a")
++  weight_decay * ||delta|| / ||v0||^2,  with ||delta|| clamped to clamp_norm_factor * ||v0||
+(``value_loss``: kmeng01/rome's compute_v and kmeng01/memit's compute_z, terms and direction as there).
 
 Speed (``fast=True``): the prompt up to the subject's last token is run once and kept as keys and values
 (``SuffixBatch``: the delta is added at that token, so nothing before it can change); every step runs
@@ -33,6 +34,16 @@ def _add_at(output, mask: torch.Tensor, delta: torch.Tensor):
     if torch.is_tensor(output):
         return output + (mask * delta).to(output.dtype)
     return (output[0] + (mask * delta).to(output[0].dtype),) + tuple(output[1:])
+
+
+def value_loss(nll: torch.Tensor, klp: torch.Tensor | None, kl_ref: torch.Tensor | None, delta: torch.Tensor,
+               v0_norm: torch.Tensor, *, kl_factor: float, weight_decay: float) -> torch.Tensor:
+    """The reference's loss: NLL + kl_factor * KL(edited || original) (torch's kl_div(init, current,
+    log_target=True, batchmean), as compute_v calls it) + weight_decay * ||delta|| / ||v0||^2 (the
+    norm itself, not its square, over the squared norm of the original vector)."""
+    kl = (torch.zeros((), device=nll.device) if klp is None or kl_factor == 0
+          else kl_factor * torch.nn.functional.kl_div(kl_ref, klp, log_target=True, reduction="batchmean"))
+    return nll + kl + weight_decay * delta.norm() / v0_norm ** 2
 
 
 def optimize_value(model, spec, rows: Rows, *, point: str, layer: int, num_steps: int, lr: float,
@@ -104,11 +115,7 @@ def optimize_value(model, spec, rows: Rows, *, point: str, layer: int, num_steps
                 if step == 0:
                     v0_norm = state["v0"].norm()
                     kl_ref = None if klp is None else klp.detach()
-                kl = (torch.zeros((), device=dev) if klp is None or kl_factor == 0
-                      else kl_factor * torch.nn.functional.kl_div(klp, kl_ref, log_target=True,
-                                                                  reduction="batchmean"))
-                wd = weight_decay * delta.norm() ** 2 / v0_norm ** 2
-                loss = nll + kl + wd
+                loss = value_loss(nll, klp, kl_ref, delta, v0_norm, kl_factor=kl_factor, weight_decay=weight_decay)
                 p_mean = float(torch.stack([r.detach().mean().exp() for r in rlp]).mean())
                 top1 = int(logp[0, top_j].argmax()) == rows.targets[0][0]
                 losses.append(round(float(loss.detach()), 5))
