@@ -25,18 +25,16 @@ def test_walkthrough_runs_as_written(tmp_path, monkeypatch):
 
     # what the walk-through said it did
     assert Path("retention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    run, culprit, forgotten = ns["run"], ns["culprit"], ns["forgotten"]
-    assert forgotten["edit_step"] < culprit
+    run, culprit = ns["run"], ns["culprit"]
     with editledger.open("walkthrough.db", create=False) as led:
         runs = led.runs()
         assert list(runs["status"]) == ["done", "done"] and runs.loc[ns["ee_run"], "name"] == "easyedit"
         log = led.log(run)
         head = log[log["is_head"]].iloc[0]
         assert head["kind"] == "revert" and f"revert step {culprit}" in head["note"]
-        # the revert gave the forgotten edit back: the model answers its new object again
-        req = ns["stream"].steps[forgotten["edit_step"] - 1].requests[0]
-        assert led.checkout(run).next_token(req.text, k=1)[0][0] == req.target_new
-        assert led.checkout(f"{run}@{culprit}").next_token(req.text, k=1)[0][0] != req.target_new
+        # the revert is the counterfactual it was tried as: the same answers, the same probabilities
+        prompt = "The Taj Mahal is located in the city of"
+        assert led.checkout(run).next_token(prompt, k=3) == ns["without_it"]
     assert sorted(p.name for p in Path("rome-results", f"run_{run:03d}").glob("case_*.json")) == \
         [f"case_{k}.json" for k in range(1, len(ns["stream"].steps) + 1)]
     assert "fact_token: 'last'" in ns["refused"]
