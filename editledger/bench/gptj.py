@@ -42,7 +42,7 @@ def bench_gptj_store(quick: bool) -> Section:
 
 
 def bench_gptj_checkout(quick: bool) -> Section:
-    steps = 8 if quick else 40
+    steps = 4 if quick else 40
     return bench_checkout(quick, shape=FC_OUT, name="gptj_checkout", steps=steps, rounds=1,
                           keyframes=[4] if quick else [8],
                           title=f"GPT-J fc_out (4096x16384), synthetic {steps}-step chain (simulation): checkout "
