@@ -122,6 +122,8 @@ def _value_loops(lm, hp, reqs, detail) -> list[dict]:
     for req, d in zip(reqs, detail):
         if "value_s" not in d:
             continue
-        v = value(s, hp.layer, batch_of(lm, hp, req, d.get("opt_steps", 0)))
-        out.append({"flop": v["keys_flop"] + v["value_flop"], "value_s": d["value_s"], "steps": d.get("opt_steps")})
+        steps = d.get("opt_steps", 0)
+        v = value(s, hp.layer, batch_of(lm, hp, req, steps))
+        out.append({"flop": v["keys_flop"] + v["value_flop"], "weight_bytes": v["value_weight_bytes"],
+                    "value_s": d["value_s"], "steps": steps, "model": v})
     return out
