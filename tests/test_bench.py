@@ -63,6 +63,12 @@ def test_rome_model_by_hand():
     assert r["forward_flop"] == 2 * 2 * 2 * 336 + head            # blocks 1 and 2, then the lm head
     assert r["backward_flop"] == 2 * 2 * 1 * 416 + head           # block 2 only: the delta enters after block 1's MLP
     assert r["value_flop"] == 3 * r["forward_flop"] + 2 * r["backward_flop"]
+    # weights read, fp32: the prefix pass (3 blocks) and the suffix below the edit (1); per forward blocks 1-2
+    # and the head; per backward block 2 and the head
+    assert r["keys_weight_bytes"] == 4 * 128 * 4 and r["forward_weight_bytes"] == 2 * 128 * 4 + 40 * 4
+    assert r["value_weight_bytes"] == 4 * 128 * 4 + 3 * (2 * 128 * 4 + 160) + 2 * (128 * 4 + 160)
+    assert costmodel.roofline_s(r, 2, flops_per_s=1.0, bytes_per_s=1e12) == r["keys_flop"] + r["value_flop"]
+    assert costmodel.roofline_s(r, 2, flops_per_s=1e12, bytes_per_s=1.0) == r["value_weight_bytes"]
     assert r["solve_flop"] == 8 ** 3 / 3 * 2 + 2 * 64 + 4 * 32
     assert r["stats_bytes_fp32"] == 256 and r["delta_bytes"] == 48
     assert costmodel.rome(s, 1, b, factor_cached=True)["solve_flop"] == 2 * 64 + 4 * 32

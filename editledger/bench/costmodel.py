@@ -82,17 +82,32 @@ class Batch:
     plain_width: int = 0  # columns of the plain (right-padded) batch: MEMIT's key passes; 0: ``width``
 
 
-def value(s: Shapes, layer: int, b: Batch) -> dict:
+def value(s: Shapes, layer: int, b: Batch, dtype_bytes: int = 4) -> dict:
     """FLOPs of one value (ROME's v*, MEMIT's z) optimised at the output of block ``layer``'s MLP or of
-    the block itself: its keys part (prefix cache, frozen blocks) and its optimisation loop."""
+    the block itself: its keys part (prefix cache, frozen blocks) and its optimisation loop; and the bytes
+    of weights every pass reads (each pass reads every matrix it uses once: with a few dozen tokens per
+    pass this, not the FLOPs, bounds the time on a CPU and on a GPU alike)."""
     suffix = b.width - b.prefix
     keys = b.rows * (b.prefix * s.layers * s.token_layer_flops(b.prefix)
                      + suffix * layer * s.token_layer_flops(b.width))
     head = s.head_flops(b.rows * b.positions)
     fwd = b.rows * suffix * (s.layers - layer) * s.token_layer_flops(b.width) + head
     bwd = b.rows * suffix * (s.layers - layer - 1) * s.token_layer_flops(b.width, backward=True) + head
+    blk, hd = s.layer_params * dtype_bytes, s.d * s.vocab * dtype_bytes
+    keys_bytes = (s.layers + layer) * blk                 # the prefix pass, then the suffix below the edit point
+    fwd_bytes, bwd_bytes = (s.layers - layer) * blk + hd, (s.layers - layer - 1) * blk + hd
     return {"keys_flop": keys, "forward_flop": fwd, "backward_flop": bwd,
-            "value_flop_per_step": fwd + bwd, "value_flop": fwd * (b.steps + 1) + bwd * b.steps}
+            "value_flop_per_step": fwd + bwd, "value_flop": fwd * (b.steps + 1) + bwd * b.steps,
+            "keys_weight_bytes": keys_bytes, "forward_weight_bytes": fwd_bytes, "backward_weight_bytes": bwd_bytes,
+            "value_weight_bytes": keys_bytes + fwd_bytes * (b.steps + 1) + bwd_bytes * b.steps}
+
+
+def roofline_s(v: dict, steps: int, flops_per_s: float, bytes_per_s: float) -> float:
+    """Seconds of ``value``'s passes (``steps`` steps) if each pass takes the longer of its FLOPs at
+    ``flops_per_s`` and its weight reads at ``bytes_per_s``: a lower bound, no pass runs faster."""
+    def t(part: str) -> float:
+        return max(v[f"{part}_flop"] / flops_per_s, v[f"{part}_weight_bytes"] / bytes_per_s)
+    return t("keys") + (steps + 1) * t("forward") + steps * t("backward")
 
 
 def rome(s: Shapes, layer: int, b: Batch, factor_cached: bool = False) -> dict:

@@ -16,6 +16,9 @@ from editledger.bench.ledger_io import record_chain
 
 FC_OUT = (4096, 16384)
 MEMIT_LAYERS = [3, 4, 5, 6, 7, 8]
+# One H200 as measured in this workplace (bf16 matrix products; a device-to-device copy's bytes): the
+# roofline the GPT-J prediction uses until benchmarks/gpu_check.sh measures the real thing
+H200_FLOPS, H200_BYTES = 7.9e14, 4.3e12
 
 
 def bench_gptj_store(quick: bool) -> Section:
@@ -42,7 +45,7 @@ def bench_gptj_store(quick: bool) -> Section:
 
 
 def bench_gptj_checkout(quick: bool) -> Section:
-    steps = 8 if quick else 40
+    steps = 4 if quick else 40
     return bench_checkout(quick, shape=FC_OUT, name="gptj_checkout", steps=steps, rounds=1,
                           keyframes=[4] if quick else [8],
                           title=f"GPT-J fc_out (4096x16384), synthetic {steps}-step chain (simulation): checkout "
@@ -91,6 +94,13 @@ def predict(session, editors_info: dict, quick: bool) -> Section:
                    note="model FLOPs / measured seconds, per edit"),
             Figure("predicted / measured value time, per edit (at the median rate)", "x",
                    [x["flop"] / rate / x["value_s"] for x in loops]))
+    # the roofline of this machine: a large matrix product and a large copy, measured here
+    peak, bw = _matmul_flops(), _copy_bytes_per_s()
+    sec.add(Figure("weights read by ROME's value optimisation on Gemma, per edit (model)", "GB",
+                   [x["weight_bytes"] / 1e9 for x in loops], note="fp32; each pass reads every matrix it uses"),
+            Figure("measured / roofline value time, per edit", "x",
+                   [x["value_s"] / costmodel.roofline_s(x["model"], x["steps"], peak, bw) for x in loops],
+                   note=f"roofline here: {peak / 1e9:.0f} GFLOP/s (matrix product), {bw / 1e9:.1f} GB/s (copy)"))
     # float64 Cholesky rate on this machine, at Gemma's key width (the solve's rate)
     C = torch.randn(g.f, g.f, dtype=torch.float64)
     C = C @ C.T / g.f + torch.eye(g.f, dtype=torch.float64)
@@ -110,10 +120,15 @@ def predict(session, editors_info: dict, quick: bool) -> Section:
                 "gptj_batch": costmodel.to_dict(jb), "gptj_rome": jr, "gptj_memit_10": jm,
                 "gptj_rome_layer": jr_hp.layer, "gptj_memit_layers": jm_hp.layers}
     rome_v = jr["keys_flop"] + jr["value_flop"]
+    jr16 = costmodel.value(j, jr_hp.layer, jb, dtype_bytes=2)
+    h200 = costmodel.roofline_s(jr16, jb.steps, H200_FLOPS, H200_BYTES)
     sec.add(Figure("GPT-J ROME value optimisation, FLOPs (model)", "TFLOP", [rome_v / 1e12],
                    note=f"{jb.rows} rows, {jb.width} columns, {jb.steps} steps"),
             Figure("GPT-J ROME value optimisation on this CPU (predicted)", "s", [rome_v / rate],
                    note=f"at {rate / 1e9:.0f} GFLOP/s, Gemma's rate"),
+            Figure("GPT-J ROME value optimisation on one H200, fp16 (roofline, predicted)", "s", [h200],
+                   note=f"weights read {jr16['value_weight_bytes'] / 1e9:.0f} GB at {H200_BYTES / 1e12:.1f} TB/s; "
+                        f"benchmarks/gpu_check.sh measures it"),
             Figure("GPT-J ROME first solve: Cholesky of C (16384^2, fp64) on this CPU (predicted)", "s",
                    [jr["solve_flop"] / chol_rate], note=f"{chol_rate / 1e9:.0f} GFLOP/s measured at {g.f}^2"),
             Figure("GPT-J MEMIT, 10 edits on 6 layers: targets + keys, FLOPs (model)", "TFLOP",
@@ -125,6 +140,23 @@ def predict(session, editors_info: dict, quick: bool) -> Section:
                    [jr["stats_bytes_fp32"] / 1e9], note=f"solve {jr['solve_bytes_fp64'] / 1e9:.1f} GB"),
             Figure("GPT-J MEMIT statistics of 6 layers (fp32)", "GB", [jm["stats_bytes_fp32"] / 1e9]))
     return sec
+
+
+def _matmul_flops() -> float:
+    """FLOP/s of a 1024^3 float32 matrix product here (the best of three)."""
+    import torch  # deferred, as above
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    return 2 * 1024 ** 3 / min(_timed(lambda: a @ b) for _ in range(3))
+
+
+def _copy_bytes_per_s() -> float:
+    """Bytes per second read by a copy of a 256 MiB float32 tensor here (the best of three)."""
+    import torch  # deferred, as above
+    src = torch.randn(64, 1 << 20)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    return src.numel() * 4 / min(_timed(lambda: dst.copy_(src)) for _ in range(3))
 
 
 def _timed(fn) -> float:

@@ -49,7 +49,7 @@ def record_chain(ledger, steps: int, delta_shape: tuple[int, int] | None, rank: 
 def bench_ledger(quick: bool) -> Section:
     from ledger import Ledger
     from ledger.artifacts import ArtifactStore
-    steps = 2_000 if quick else 10_000          # quick: a smoke test; the README's figures are the full run's
+    steps = 1_000 if quick else 10_000          # quick: a smoke test; the README's figures are the full run's
     sec = Section("ledger", f"Ledger at {steps:,} steps and the artifact store")
     with tempfile.TemporaryDirectory(prefix="bench_ledger_") as tmp:
         # quick: rows and probes only; full: a rank-1 delta artifact (Gemma's down_proj shape) per step too

@@ -72,7 +72,7 @@ def bench_replay(quick: bool) -> Section:
     from simulator.streams.builtin import builtin_records
     from simulator.streams.make import make_stream
 
-    n = 5 if quick else 40
+    n = 3 if quick else 40
     sec = Section("replay", f"End-to-end: a {n}-step ROME replay with the standard probes, then its audit")
     stream = make_stream("sequential", builtin_records(), n, seed=0)
     with tempfile.TemporaryDirectory(prefix="bench_replay_") as tmp, Ledger.open(str(Path(tmp) / "r.db")) as led:

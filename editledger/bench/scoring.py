@@ -27,9 +27,9 @@ def bench_scoring(lm, quick: bool) -> Section:
     from simulator.probes.scoring import Scorer
     sec = Section("scoring", "Batched against one-by-one scoring")
     sc = Scorer(lm.model, lm.tokenizer, prefix=lm.spec.prompt_prefix, batch_size=16)
-    pairs = probe_pairs(32 if quick else 192)
+    pairs = probe_pairs(16 if quick else 192)
     ntok = [len(sc.encode(p, t)[1]) for p, t in pairs]
-    n = 2 if quick else 5
+    n = 1 if quick else 5
     batched, loop = [], []
     sc.score(pairs[:4])
     sc.score_one_by_one(pairs[:2])
