@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ledger.errors import InputError
+from ledger.health import NAME as HEALTH
 from ledger.records import ProbeRecord
 from simulator.requests import Step
 
@@ -80,7 +81,12 @@ def recompute_run(ledger, run_id: int) -> list[Recomputed]:
         prev_state = states.get(v.parent_id)
         recs = records_from_state(steps, reference, prev_state, states[v.id])
         before = latest.get(v.parent_id, {})
-        grecs, now = _general_records(ledger.probes(v.id), base, before)
+        stored = ledger.probes(v.id)
+        grecs, now = _general_records(stored, base, before)
         latest[v.id] = {**before, **now}
-        out.append(Recomputed(v.id, v.step, recs + grecs))
+        # health telemetry is measured on the weights, not from probe scores: there is nothing to
+        # recompute it from, so it is carried as recorded
+        kept = [ProbeRecord(r.suite, r.metric, float(r.value), r.count, r.detail, r.against)
+                for r in stored if r.suite == HEALTH]
+        out.append(Recomputed(v.id, v.step, recs + grecs + kept))
     return out
