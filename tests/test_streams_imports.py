@@ -12,7 +12,8 @@ PACKAGES = ("simulator/streams", "simulator/facts", "simulator/probes")
 MODULES = ("simulator/report.py", "editledger/commands/report.py", "editledger/commands/stream.py")
 # deferred on purpose, each with its reason on the line (torch, matplotlib, nltk/scipy)
 DEFERRED_OK = {("simulator/probes/runner.py", "simulator.probes.scoring"), ("simulator/report.py", "matplotlib"),
-               ("simulator/report.py", "matplotlib.pyplot"), ("simulator/report.py", "matplotlib.ticker"), ("simulator/probes/metrics.py", "rouge_score")}
+               ("simulator/report.py", "matplotlib.pyplot"), ("simulator/report.py", "matplotlib.ticker"),
+               ("editledger/commands/report.py", "simulator.sweep"), ("simulator/probes/metrics.py", "rouge_score")}
 
 
 def _files():

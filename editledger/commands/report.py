@@ -9,7 +9,6 @@ from pathlib import Path
 from editledger.commands.common import find_run, open_ledger, writable_target
 from ledger.errors import InputError
 from simulator import report
-from simulator.sweep import report as sweep_report
 
 
 def register(sub) -> None:
@@ -55,6 +54,7 @@ def run(args) -> int:
 
 
 def _sweep(args) -> int:
+    from simulator.sweep import report as sweep_report   # the sweep package loads torch; a run's report must not
     with open_ledger(args, create=False) as led:
         sr = sweep_report.collect_sweep(led, args.sweep, recompute=args.recompute)
     sys.stdout.write(sweep_report.render(sr, args.format))
