@@ -212,3 +212,41 @@ def test_mend_in_the_contract_exactness_test(tiny, trained, tmp_path, monkeypatc
     monkeypatch.setattr(test_contract, "FAST", {**test_contract.FAST, "hparams": hp})
     (tmp_path / "contract").mkdir()
     test_contract.test_every_version_revert_branch_and_resume_reproduce_outputs(tmp_path / "contract", "mend")
+
+
+def test_mend_steps_record_health_that_matches_the_weights(tiny, trained, tmp_path):
+    """The health telemetry of a MEND replay (several tensors per step): ‖Δ‖ is the root sum of squares of
+    the ledger's delta norms, drift, ‖W‖/‖W₀‖ and κ the largest over the tensors the step changed, each
+    recomputed here from the checked-out weights; MEND solves nothing, so no key norm or denominator."""
+    from simulator.replay import ReplayOptions, Replayer
+    from simulator.session import Session
+    from simulator.streams import make_stream
+    from simulator.streams.builtin import builtin_records
+
+    with Ledger.open(str(tmp_path / "net.db")) as led:
+        digest = led.put_trained(method="mend", tensors=trained.net.to_tensors(), meta=trained.artifact_meta(1.0))
+    hp = {**HP, "network": digest, "network_ledger": str(tmp_path / "net.db")}
+    stream = make_stream("sequential", builtin_records(seed=0), n=2, seed=0)
+    led = Ledger.open(str(tmp_path / "run.db"))
+    s = Session.open(led, "tiny-gptj", device="cpu", progress=False)
+    run_id = Replayer(s, ReplayOptions(method="mend", hparams=hp, keyframe_every=4, progress=False,
+                                       general="none")).start(stream.steps, stream_name=stream.name,
+                                                              stream_digest=stream.digest, stream_kind=stream.kind)
+    versions = {v.step: v for v in led.versions(run_id)}
+    s.checkout(s.base_version_id)
+    names = sorted({d.tensor for v in versions.values() for d in led.deltas(v.id) if d.kind != "keyframe"})
+    assert len(names) == len(trained.hp.layers)                # one tensor per edited layer
+    W0 = {n: s.param(n).detach().double().clone() for n in names}
+    for step in (1, 2):
+        v = versions[step]
+        h = {p.metric: p.value for p in led.probes(v.id, "health") if p.against == "none"}
+        deltas = [d for d in led.deltas(v.id) if d.kind != "keyframe"]
+        s.checkout(v.id)
+        W = {n: s.param(n).detach().double() for n in names}
+        assert h["delta_norm"] == pytest.approx(sum(d.norm ** 2 for d in deltas) ** 0.5, rel=1e-9)
+        assert h["drift"] == pytest.approx(max(float((W[n] - W0[n]).norm() / W0[n].norm()) for n in names), rel=1e-4)
+        assert h["weight_norm_ratio"] == pytest.approx(max(float(W[n].norm() / W0[n].norm()) for n in names), rel=1e-6)
+        assert h["cond"] == pytest.approx(max(float(torch.linalg.cond(W[n])) for n in names), rel=1e-6)
+        assert h["drift"] > 0 and "ppl" in h
+        assert "key_norm" not in h and "denominator" not in h
+    led.close()
